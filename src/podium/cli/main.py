@@ -1,0 +1,291 @@
+"""``podium``: run a server, and manage accounts, tokens and spaces on one.
+
+Exit status: 0 on success, 1 when the server refused or could not be reached, 2 for a
+command-line mistake. Errors are one line on standard error, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from podium import __version__
+from podium.clients.api import ApiClient
+from podium.errors import ClientError, PodiumError
+
+DEFAULT_SERVER = "http://127.0.0.1:8080"
+DEFAULT_TOKEN_FILE = Path("podium-data") / "owner.token"
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler: Handler | None = getattr(args, "handler", None)
+    if handler is None:
+        parser.print_help(sys.stderr)
+        sys.exit(2)
+    try:
+        sys.exit(handler(args))
+    except PodiumError as exc:
+        print(f"podium: error: {exc.detail}", file=sys.stderr)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="podium", description="Live audio spaces: run a server and manage it."
+    )
+    parser.add_argument("--version", action="version", version=f"podium {__version__}")
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="run the whole platform on this machine")
+    serve.add_argument("--config", type=Path, help="TOML settings file")
+    serve.add_argument(
+        "--data", dest="data_dir", type=Path, help="data directory (default ./podium-data)"
+    )
+    serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port to listen on (default 8080; 0 picks one)")
+    serve.add_argument("--public-url", help="the URL people use to reach this server")
+    serve.add_argument("--log-format", choices=["json", "human"], help="default json")
+    serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    serve.set_defaults(handler=_serve)
+
+    user = commands.add_parser("user", help="accounts").add_subparsers(metavar="ACTION")
+    add = user.add_parser("add", help="create an account (needs an administrator's token)")
+    add.add_argument("handle")
+    add.add_argument("--display-name", default="")
+    add.add_argument(
+        "--password-stdin",
+        action="store_true",
+        help="read the password from standard input (else prompt on a terminal)",
+    )
+    add.add_argument(
+        "--no-password", action="store_true", help="an account that uses API tokens only"
+    )
+    _client_options(add)
+    add.set_defaults(handler=_user_add)
+    me = user.add_parser("me", help="show the account your token belongs to")
+    _client_options(me)
+    me.set_defaults(handler=_user_me)
+
+    token = commands.add_parser("token", help="API tokens").add_subparsers(metavar="ACTION")
+    create = token.add_parser("create", help="issue an API token")
+    create.add_argument("--name", default="cli")
+    create.add_argument("--handle", help="sign in as HANDLE (password from a prompt or stdin)")
+    create.add_argument("--password-stdin", action="store_true")
+    create.add_argument("--out", type=Path, help="write the token to this file (mode 0600)")
+    _client_options(create)
+    create.set_defaults(handler=_token_create)
+    listing = token.add_parser("list", help="your tokens")
+    _client_options(listing)
+    listing.set_defaults(handler=_token_list)
+    revoke = token.add_parser("revoke", help="revoke one of your tokens")
+    revoke.add_argument("token_id")
+    _client_options(revoke)
+    revoke.set_defaults(handler=_token_revoke)
+
+    space = commands.add_parser("space", help="spaces").add_subparsers(metavar="ACTION")
+    new = space.add_parser("create", help="create a space you host")
+    new.add_argument("--title", required=True)
+    new.add_argument("--description", default="")
+    new.add_argument(
+        "--scheduled-start",
+        type=_utc_time,
+        help="when it is due to start, e.g. 2026-12-01T18:00:00Z",
+    )
+    _client_options(new)
+    new.set_defaults(handler=_space_create)
+    spaces = space.add_parser("list", help="list spaces")
+    spaces.add_argument("--status", choices=["live", "scheduled", "ended", "cancelled"])
+    _client_options(spaces)
+    spaces.set_defaults(handler=_space_list)
+    for action, text in (
+        ("get", "show a space"),
+        ("start", "go live"),
+        ("end", "end a live space"),
+        ("cancel", "cancel a space that has not started"),
+    ):
+        one = space.add_parser(action, help=text)
+        one.add_argument("space_id", metavar="ID")
+        _client_options(one)
+        one.set_defaults(handler=_space_action, action=action)
+    return parser
+
+
+def _client_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--server",
+        default=os.environ.get("PODIUM_SERVER", DEFAULT_SERVER),
+        help=f"Podium server URL (env PODIUM_SERVER; default {DEFAULT_SERVER})",
+    )
+    parser.add_argument(
+        "--token-file",
+        type=Path,
+        default=Path(os.environ.get("PODIUM_TOKEN_FILE", DEFAULT_TOKEN_FILE)),
+        help="file holding your API token (env PODIUM_TOKEN_FILE, or the token itself in"
+        f" PODIUM_TOKEN; default {DEFAULT_TOKEN_FILE})",
+    )
+    parser.add_argument("--json", action="store_true", help="print JSON")
+
+
+def _utc_time(text: str) -> str:
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not an RFC 3339 time: {text!r}") from exc
+    if moment.tzinfo is None:
+        raise argparse.ArgumentTypeError("give a UTC offset, e.g. 2026-12-01T18:00:00Z")
+    return moment.isoformat()
+
+
+def _token(args: argparse.Namespace, required: bool = True) -> str | None:
+    if env := os.environ.get("PODIUM_TOKEN"):
+        return env.strip()
+    path: Path = args.token_file
+    try:
+        return path.read_text().strip()
+    except OSError as exc:
+        if not required:
+            return None
+        raise ClientError(
+            f"cannot read the token file {path} ({exc.strerror}); pass --token-file"
+        ) from exc
+
+
+def _client(args: argparse.Namespace, token_required: bool = True) -> ApiClient:
+    return ApiClient(args.server, _token(args, token_required))
+
+
+def _emit(args: argparse.Namespace, document: Any, text: str) -> int:
+    print(json.dumps(document, indent=2) if args.json else text)
+    return 0
+
+
+def _password(args: argparse.Namespace, confirm: bool) -> str:
+    if args.password_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    if not sys.stdin.isatty():
+        raise ClientError("no terminal to ask for a password; use --password-stdin")
+    first = getpass.getpass("Password: ")
+    if confirm and getpass.getpass("Again: ") != first:
+        raise ClientError("the passwords differ")
+    return first
+
+
+# -- handlers ----------------------------------------------------------------------------
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from podium import logs, server
+    from podium.config import load_settings
+
+    flags = {
+        name: getattr(args, name)
+        for name in ("data_dir", "host", "port", "public_url", "log_format", "log_level")
+    }
+    settings = load_settings(flags, config_file=args.config)
+    logs.configure(settings.log_format, settings.log_level)
+
+    def started(info: server.Started) -> None:
+        print(f"Podium is listening on {info.listen_url}", flush=True)
+        if info.url != info.listen_url:
+            print(f"Public address: {info.url}", flush=True)
+        if info.owner_created:
+            print(
+                f"Created the owner account; its API token is in {info.owner_token_file}",
+                flush=True,
+            )
+        else:
+            print(f"The owner's API token is in {info.owner_token_file}", flush=True)
+        print(f"API docs: {info.url}/docs  ·  stop with Ctrl-C", flush=True)
+
+    server.serve(settings, started)
+    return 0
+
+
+def _user_add(args: argparse.Namespace) -> int:
+    body: dict[str, Any] = {"handle": args.handle, "display_name": args.display_name}
+    if not args.no_password:
+        body["password"] = _password(args, confirm=True)
+    with _client(args) as api:
+        user = api.call("POST", "/users", body)
+    return _emit(args, user, f"created @{user['handle']} ({user['id']})")
+
+
+def _user_me(args: argparse.Namespace) -> int:
+    with _client(args) as api:
+        user = api.call("GET", "/me")
+    return _emit(args, user, f"@{user['handle']} {user['display_name']}")
+
+
+def _token_create(args: argparse.Namespace) -> int:
+    body: dict[str, Any] = {"name": args.name}
+    if args.handle:
+        body["handle"] = args.handle
+        body["password"] = _password(args, confirm=False)
+    with _client(args, token_required=not args.handle) as api:
+        issued = api.call("POST", "/tokens", body)
+    if args.out:
+        fd = os.open(args.out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(issued["token"] + "\n")
+        shown = dict(issued, token=f"(written to {args.out})")
+        return _emit(args, shown, f"token {issued['id']} written to {args.out}")
+    return _emit(args, issued, issued["token"])
+
+
+def _token_list(args: argparse.Namespace) -> int:
+    with _client(args) as api:
+        tokens = api.call("GET", "/tokens")["tokens"]
+    lines = [
+        f"{t['id']}  {t['name']:<20} created {t['created_at']}"
+        + (f"  REVOKED {t['revoked_at']}" if t["revoked_at"] else "")
+        for t in tokens
+    ]
+    return _emit(args, tokens, "\n".join(lines) or "no tokens")
+
+
+def _token_revoke(args: argparse.Namespace) -> int:
+    with _client(args) as api:
+        api.call("DELETE", f"/tokens/{args.token_id}")
+    return _emit(args, {"revoked": args.token_id}, f"revoked {args.token_id}")
+
+
+def _space_line(space: dict[str, Any]) -> str:
+    return f"{space['id']}  {space['status']:<9}  {space['title']}  {space['page_url']}"
+
+
+def _space_create(args: argparse.Namespace) -> int:
+    body: dict[str, Any] = {"title": args.title, "description": args.description}
+    if args.scheduled_start:
+        body["scheduled_start"] = args.scheduled_start
+    with _client(args) as api:
+        space = api.call("POST", "/spaces", body)
+    return _emit(args, space, _space_line(space))
+
+
+def _space_list(args: argparse.Namespace) -> int:
+    params = {"status": args.status} if args.status else None
+    with _client(args, token_required=False) as api:
+        spaces = api.call("GET", "/spaces", params=params)["spaces"]
+    return _emit(args, spaces, "\n".join(_space_line(s) for s in spaces) or "no spaces")
+
+
+def _space_action(args: argparse.Namespace) -> int:
+    with _client(args, token_required=args.action != "get") as api:
+        if args.action == "get":
+            space = api.call("GET", f"/spaces/{args.space_id}")
+        else:
+            space = api.call("POST", f"/spaces/{args.space_id}/{args.action}")
+    return _emit(args, space, _space_line(space))

@@ -1,0 +1,162 @@
+"""Settings for ``podium serve``, with the usual precedence.
+
+A value comes from the first of these that sets it: a command-line flag, an environment
+variable ``PODIUM_<NAME>`` (upper case), a TOML file given with ``--config``, the default.
+Secrets are wrapped in :class:`Secret` so that no log line or ``repr`` can show them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, get_args, get_type_hints
+
+from podium.errors import ConfigError
+
+LogFormat = Literal["json", "human"]
+LogLevel = Literal["debug", "info", "warning", "error"]
+
+
+@dataclass(frozen=True, slots=True)
+class Secret:
+    """A string that never shows itself in ``repr``, ``str`` or a log line."""
+
+    value: str = dataclasses.field(repr=False)
+
+    def __str__(self) -> str:
+        return "**********"
+
+    def __repr__(self) -> str:
+        return "Secret('**********')"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything ``podium serve`` can be told. Field names are the TOML keys."""
+
+    data_dir: Path = Path("podium-data")
+    host: str = "127.0.0.1"
+    port: int = 8080
+    # The address people use to reach this server (behind a proxy or CDN it differs from
+    # host:port); links such as a space's page_url are built from it.
+    public_url: str = ""
+    log_format: LogFormat = "json"
+    log_level: LogLevel = "info"
+    # Largest request body the API accepts; SDP offers and JSON documents are far smaller.
+    max_body_bytes: int = 64 * 1024
+    session_ttl_s: int = 14 * 24 * 3600
+    # Anyone may create an account (rate limited); when false only admins can add users.
+    open_signup: bool = True
+    # Sign-in attempts per client address and per handle: a burst, then this many a minute.
+    signin_burst: int = 5
+    signin_per_minute: float = 5.0
+    # Key for signing tickets and invite links. When unset, one is generated on first
+    # start and kept in <data_dir>/secret.key (mode 0600).
+    secret_key: Secret | None = None
+
+    @property
+    def base_url(self) -> str:
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    @property
+    def secure_cookies(self) -> bool:
+        return self.base_url.startswith("https://")
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
+_HINTS = get_type_hints(Settings)
+ENV_PREFIX = "PODIUM_"
+
+
+def load_settings(
+    flags: Mapping[str, Any],
+    environ: Mapping[str, str] | None = None,
+    config_file: Path | None = None,
+) -> Settings:
+    """Merge defaults, a TOML file, the environment and flags (highest last).
+
+    ``flags`` holds only the options given on the command line (``None`` means "not
+    given"). Raises :class:`ConfigError` naming the source of any bad value.
+    """
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    if config_file is not None:
+        for name, raw in _read_toml(config_file).items():
+            values[name] = _coerce(name, raw, f"{config_file}: {name}")
+    for name in _FIELDS:
+        env_name = ENV_PREFIX + name.upper()
+        if env_name in environ:
+            values[name] = _coerce(name, environ[env_name], f"environment {env_name}")
+    for name, raw in flags.items():
+        if raw is None:
+            continue
+        if name not in _FIELDS:
+            raise ConfigError(f"unknown setting {name!r}")
+        values[name] = _coerce(name, raw, f"--{name.replace('_', '-')}")
+    return Settings(**values)
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            document = tomllib.load(fh)
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+    unknown = sorted(set(document) - set(_FIELDS))
+    if unknown:
+        raise ConfigError(f"config file {path}: unknown setting(s) {', '.join(unknown)}")
+    return document
+
+
+def _coerce(name: str, raw: Any, source: str) -> Any:
+    """Turn a TOML value, an environment string or a flag into the field's type."""
+    hint = _HINTS[name]
+    try:
+        if hint is Path:
+            return Path(str(raw))
+        if hint is bool:
+            return _to_bool(raw)
+        if hint is int:
+            if isinstance(raw, bool):
+                raise ValueError("not a whole number")
+            return int(raw)
+        if hint is float:
+            if isinstance(raw, bool):
+                raise ValueError("not a number")
+            return float(raw)
+        if hint == (Secret | None):
+            text = raw.value if isinstance(raw, Secret) else str(raw)
+            if len(text) < 32:
+                raise ValueError("must be at least 32 characters")
+            return Secret(text)
+        choices = get_args(hint)
+        if choices:
+            if raw not in choices:
+                raise ValueError(f"must be one of {', '.join(choices)}")
+            return raw
+        if not isinstance(raw, str):
+            raise ValueError("not a string")
+        return raw
+    except ValueError as exc:
+        shown = "(secret)" if name == "secret_key" else repr(raw)
+        raise ConfigError(f"{source}: invalid value {shown}: {exc}") from exc
+
+
+def _to_bool(raw: Any) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    text = str(raw).strip().lower()
+    if text in {"1", "true", "yes", "on"}:
+        return True
+    if text in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError("not a boolean (use true or false)")

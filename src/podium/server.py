@@ -1,0 +1,177 @@
+"""The composition root: ``podium serve`` builds every part here and wires them together.
+
+It prepares the data directory (database, signing key, the owner's API token on first
+start), builds the control plane and the web shell around one :class:`Context`, and runs
+the HTTP server until it is told to stop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import signal
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import uvicorn
+from fastapi import FastAPI
+
+from podium import clock
+from podium.config import Secret, Settings
+from podium.control.accounts import Accounts
+from podium.control.db import Database
+from podium.control.ratelimit import TokenBuckets
+from podium.control.spaces import Spaces
+from podium.errors import ConfigError, StorageError
+from podium.web.app import create_app
+from podium.web.context import Context
+from podium.web.metrics import Metrics
+
+log = logging.getLogger("podium.server")
+
+OWNER_HANDLE = "owner"
+OWNER_TOKEN_FILE = "owner.token"  # noqa: S105 (a file name)
+SECRET_KEY_FILE = "secret.key"  # noqa: S105 (a file name)
+# Largest request head (request line and headers) accepted before the connection is cut.
+MAX_HEAD_BYTES = 16 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Started:
+    listen_url: str
+    url: str
+    owner_token_file: Path
+    owner_created: bool
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Create ``path`` with mode 0600 (never readable by others, not even briefly)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def prepare_data_dir(settings: Settings) -> Settings:
+    """Create the data directory and the signing key; return settings with the key set."""
+    try:
+        settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if settings.secret_key is not None:
+            return settings
+        key_file = settings.data_dir / SECRET_KEY_FILE
+        if not key_file.exists():
+            _write_private(key_file, secrets.token_urlsafe(48))
+        key = key_file.read_text().strip()
+    except OSError as exc:
+        raise StorageError(f"cannot use data directory {settings.data_dir}: {exc}") from exc
+    if len(key) < 32:
+        raise ConfigError(f"{key_file} holds a key shorter than 32 characters")
+    return replace(settings, secret_key=Secret(key))
+
+
+def ensure_owner(accounts: Accounts, data_dir: Path) -> bool:
+    """On first start, create the owner account and write its API token (mode 0600).
+
+    Returns whether the owner was created now.
+    """
+    if accounts.count_users() > 0:
+        return False
+    now = clock.now()
+    owner = accounts.create_user(OWNER_HANDLE, "Owner", None, now, is_admin=True)
+    _, token = accounts.issue_token(owner.id, "owner (first start)", now)
+    token_file = data_dir / OWNER_TOKEN_FILE
+    try:
+        token_file.unlink(missing_ok=True)
+        _write_private(token_file, token + "\n")
+    except OSError as exc:
+        raise StorageError(f"cannot write {token_file}: {exc}") from exc
+    return True
+
+
+def build(settings: Settings) -> tuple[FastAPI, Context, bool]:
+    """Build the application for ``settings``; return it, its context and whether the
+    owner account was created just now."""
+    settings = prepare_data_dir(settings)
+    db = Database(settings.data_dir / "podium.sqlite3")
+    accounts = Accounts(db)
+    owner_created = ensure_owner(accounts, settings.data_dir)
+    per_second = settings.signin_per_minute / 60
+    context = Context(
+        settings=settings,
+        db=db,
+        accounts=accounts,
+        spaces=Spaces(db),
+        metrics=Metrics(),
+        signin_by_client=TokenBuckets(per_second, settings.signin_burst),
+        signin_by_handle=TokenBuckets(per_second, settings.signin_burst),
+        signup_by_client=TokenBuckets(10 / 3600, 10),
+    )
+    return create_app(context), context, owner_created
+
+
+def _authority(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
+    sock.listen(1024)
+    sock.set_inheritable(True)
+    return sock
+
+
+def serve(settings: Settings, on_started: Callable[[Started], None]) -> None:
+    """Run Podium until SIGINT or SIGTERM. ``on_started`` is told where it listens."""
+    sock = _bind(settings.host, settings.port)
+    bound_port = sock.getsockname()[1]
+    settings = replace(settings, port=bound_port)
+    app, context, owner_created = build(settings)
+    config = uvicorn.Config(
+        app,
+        log_config=None,
+        access_log=False,
+        server_header=False,
+        timeout_keep_alive=5,
+        h11_max_incomplete_event_size=MAX_HEAD_BYTES,
+        lifespan="off",
+    )
+    server = uvicorn.Server(config)
+
+    async def run() -> None:
+        async with asyncio.TaskGroup() as tasks:
+            serving = tasks.create_task(server.serve(sockets=[sock]))
+            # uvicorn offers a flag, not an event, for "listening now".
+            while not server.started and not serving.done():  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+            if server.started:
+                on_started(
+                    Started(
+                        listen_url=f"http://{_authority(settings.host, bound_port)}",
+                        url=context.settings.base_url,
+                        owner_token_file=settings.data_dir / OWNER_TOKEN_FILE,
+                        owner_created=owner_created,
+                    )
+                )
+                log.info("started", extra={"fields": {"url": context.settings.base_url}})
+
+    # uvicorn shuts down gracefully on SIGTERM, then raises the signal again for the
+    # previous handler: a no-op one lets a requested shutdown end with status 0.
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: None)
+    try:
+        asyncio.run(run())
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        context.db.close()
+        sock.close()

@@ -1,0 +1,40 @@
+"""The ASGI application: routes, error handlers and middleware around a :class:`Context`."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from podium import __version__
+from podium.web import api, ops, pages, problems
+from podium.web.context import Context
+from podium.web.middleware import RequestGuard
+
+DESCRIPTION = """Live audio spaces: speakers over WebRTC, listeners over LL-HLS, replays at once.
+
+Authenticate scripts with an API token (`Authorization: Bearer pdm_…`; the server's first
+start writes the owner's to `<data>/owner.token`). Browser sessions use a cookie and must
+echo their CSRF token in `X-CSRF-Token` on writes. Errors are RFC 9457 problem details.
+"""
+
+
+def create_app(context: Context) -> FastAPI:
+    app = FastAPI(
+        title="Podium",
+        version=__version__,
+        description=DESCRIPTION,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url="/openapi.json",
+    )
+    app.state.context = context
+    problems.install(app)
+    app.include_router(api.router)
+    app.include_router(ops.router)
+    app.include_router(pages.router)
+    app.mount("/static", pages.static_files, name="static")
+    app.mount("/docs/assets", pages.swagger_files, name="docs-assets")
+    context.metrics.add_gauges(lambda: ops.control_gauges(context))
+    app.add_middleware(
+        RequestGuard, metrics=context.metrics, max_body_bytes=context.settings.max_body_bytes
+    )
+    return app

@@ -1,0 +1,35 @@
+"""What request handlers need, built once by the composition root."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fastapi import Request
+
+from podium.config import Settings
+from podium.control.accounts import Accounts
+from podium.control.db import Database
+from podium.control.ratelimit import TokenBuckets
+from podium.control.spaces import Spaces
+from podium.web.metrics import Metrics
+
+
+@dataclass(slots=True)
+class Context:
+    settings: Settings
+    db: Database
+    accounts: Accounts
+    spaces: Spaces
+    metrics: Metrics
+    signin_by_client: TokenBuckets
+    signin_by_handle: TokenBuckets
+    signup_by_client: TokenBuckets
+
+
+def get_context(request: Request) -> Context:
+    context: Context = request.app.state.context
+    return context
+
+
+def client_address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"

@@ -1,0 +1,71 @@
+"""Prometheus metrics of the web shell and the control plane.
+
+Names follow Prometheus conventions: a ``podium_`` prefix, base units (seconds), ``_total``
+on counters. Routes are labelled by their template (``/api/v1/spaces/{space_id}``), never by
+the raw path, so a crawler of random URLs cannot blow up the number of series.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from podium import __version__
+
+
+class _CallbackGauges(Collector):
+    """Gauges read at scrape time, such as how many spaces are live."""
+
+    def __init__(self, read: Callable[[], Iterator[GaugeMetricFamily]]) -> None:
+        self._read = read
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        yield from self._read()
+
+
+# The *_created series double the output for no use to anyone scraping Podium.
+disable_created_metrics()  # type: ignore[no-untyped-call]
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter(
+            "podium_http_requests",
+            "HTTP requests answered, by route template and status code.",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self.duration = Histogram(
+            "podium_http_request_duration_seconds",
+            "Time to answer an HTTP request, by route template.",
+            ["route"],
+            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+            registry=self.registry,
+        )
+        self.signin_failures = Counter(
+            "podium_signin_failures",
+            "Sign-in attempts refused for a wrong handle or password.",
+            registry=self.registry,
+        )
+        self.rate_limited = Counter(
+            "podium_rate_limited",
+            "Requests refused by a rate limit, by what was limited.",
+            ["scope"],
+            registry=self.registry,
+        )
+        self.oversized = Counter(
+            "podium_http_oversized_bodies",
+            "Requests cut off because their body was larger than allowed.",
+            registry=self.registry,
+        )
+        info = Gauge(
+            "podium_build_info", "The running version.", ["version"], registry=self.registry
+        )
+        info.labels(version=__version__).set(1)
+
+    def add_gauges(self, read: Callable[[], Iterator[GaugeMetricFamily]]) -> None:
+        self.registry.register(_CallbackGauges(read))

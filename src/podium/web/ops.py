@@ -1,0 +1,65 @@
+"""Operations endpoints: liveness, readiness and Prometheus metrics."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+
+from podium.control.credentials import new_id
+from podium.errors import StorageError
+from podium.web.context import Context, get_context
+
+router = APIRouter(tags=["operations"])
+Ctx = Annotated[Context, Depends(get_context)]
+
+
+@router.get("/livez")
+async def livez() -> dict[str, str]:
+    """The process is up and answering."""
+    return {"status": "ok"}
+
+
+def check_storage(context: Context) -> None:
+    """Raise :class:`StorageError` unless the data directory takes a durable write and
+    the database answers."""
+    probe = context.settings.data_dir / f".ready-{new_id(8)}"
+    try:
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.write(fd, b"ok")
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+            probe.unlink(missing_ok=True)
+    except OSError as exc:
+        raise StorageError(f"the data directory is not writable: {exc.strerror or exc}") from exc
+    context.db.check()
+
+
+@router.get("/readyz", responses={503: {"content": {"application/problem+json": {}}}})
+async def readyz(context: Ctx) -> dict[str, str]:
+    """Ready to serve: storage takes writes and the database answers (else 503)."""
+    check_storage(context)
+    return {"status": "ready"}
+
+
+@router.get("/metrics", response_class=Response)
+async def metrics(context: Ctx) -> Response:
+    """Prometheus text exposition."""
+    return Response(generate_latest(context.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+def control_gauges(context: Context) -> Iterator[GaugeMetricFamily]:
+    """Gauges read from the database at scrape time."""
+    spaces = GaugeMetricFamily("podium_spaces", "Spaces by lifecycle state.", labels=["status"])
+    for status, count in context.spaces.count_by_status().items():
+        spaces.add_metric([status.value], count)
+    yield spaces
+    yield GaugeMetricFamily(
+        "podium_accounts", "Accounts on this server.", value=context.accounts.count_users()
+    )

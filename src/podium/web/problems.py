@@ -1,0 +1,119 @@
+"""RFC 9457 problem details for every error the API returns.
+
+Each :class:`~podium.errors.PodiumError` maps to its own status and type; validation
+failures list what was wrong and where; anything unexpected is logged with its traceback
+and answered with a plain 500 that reveals nothing internal.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from podium.errors import PodiumError, RateLimited, Unauthenticated
+
+log = logging.getLogger("podium.web")
+
+PROBLEM_TYPE_BASE = "urn:podium:problem:"
+MEDIA_TYPE = "application/problem+json"
+
+
+def problem(
+    status: int,
+    kind: str,
+    title: str,
+    detail: str,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> JSONResponse:
+    body: dict[str, Any] = {
+        "type": PROBLEM_TYPE_BASE + kind,
+        "title": title,
+        "status": status,
+        "detail": detail,
+    }
+    body.update(extra)
+    return JSONResponse(body, status_code=status, headers=headers, media_type=MEDIA_TYPE)
+
+
+def from_error(exc: PodiumError) -> JSONResponse:
+    headers: dict[str, str] = {}
+    extra: dict[str, Any] = {}
+    if isinstance(exc, RateLimited):
+        seconds = max(1, math.ceil(exc.retry_after))
+        headers["Retry-After"] = str(seconds)
+        extra["retry_after_s"] = seconds
+    if isinstance(exc, Unauthenticated):
+        headers["WWW-Authenticate"] = 'Bearer realm="podium"'
+    return problem(exc.status, exc.kind, exc.title, exc.detail, headers, **extra)
+
+
+_HTTP_KINDS = {
+    400: ("bad-request", "Bad request"),
+    404: ("not-found", "Not found"),
+    405: ("method-not-allowed", "Method not allowed"),
+    413: ("too-large", "Request body too large"),
+    415: ("unsupported-media-type", "Unsupported media type"),
+}
+
+
+def install(app: FastAPI) -> None:
+    """Register the handlers that turn every error into a problem document."""
+
+    async def on_podium_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, PodiumError)
+        return from_error(exc)
+
+    async def on_validation_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        errors = [
+            {"where": ".".join(str(p) for p in e.get("loc", ())), "problem": e.get("msg", "")}
+            for e in exc.errors()
+        ]
+        kinds = {e.get("type") for e in exc.errors() if tuple(e.get("loc", ()))[:1] == ("body",)}
+        if "json_invalid" in kinds:
+            return problem(
+                400, "malformed-json", "Malformed JSON", "the request body is not valid JSON"
+            )
+        if "model_attributes_type" in kinds:
+            return problem(
+                400,
+                "malformed-json",
+                "Malformed JSON",
+                "the request body must be a JSON object sent as application/json",
+            )
+        first = errors[0] if errors else {"where": "request", "problem": "invalid"}
+        return problem(
+            422,
+            "invalid-input",
+            "Invalid input",
+            f"{first['where']}: {first['problem']}",
+            errors=errors,
+        )
+
+    async def on_http_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, HTTPException)
+        kind, title = _HTTP_KINDS.get(exc.status_code, ("http-error", "HTTP error"))
+        detail = exc.detail if isinstance(exc.detail, str) else title
+        if exc.status_code == 404 and detail == "Not Found":
+            detail = f"nothing at {request.url.path}"
+        return problem(exc.status_code, kind, title, detail, dict(exc.headers or {}))
+
+    async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.error(
+            "unhandled_error",
+            exc_info=exc,
+            extra={"fields": {"path": request.url.path, "method": request.method}},
+        )
+        return problem(500, "internal", "Internal error", "something went wrong on our side")
+
+    app.add_exception_handler(PodiumError, on_podium_error)
+    app.add_exception_handler(RequestValidationError, on_validation_error)
+    app.add_exception_handler(HTTPException, on_http_error)
+    app.add_exception_handler(Exception, on_unexpected)

@@ -1,0 +1,108 @@
+"""The API's request and response bodies.
+
+Requests are strict: unknown fields and wrong types are refused (422) rather than ignored
+or coerced, so a typo in a field name is an error the caller sees.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from podium.control.accounts import HANDLE_PATTERN, PASSWORD_MAX, PASSWORD_MIN
+from podium.control.spaces import DESCRIPTION_MAX, TITLE_MAX
+
+
+class Request(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+Handle = Field(pattern=HANDLE_PATTERN.pattern, examples=["river"])
+Password = Field(min_length=PASSWORD_MIN, max_length=PASSWORD_MAX)
+
+
+class NewUser(Request):
+    handle: str = Handle
+    display_name: str = Field(default="", max_length=64)
+    password: str | None = Field(default=None, min_length=PASSWORD_MIN, max_length=PASSWORD_MAX)
+
+
+class UserOut(BaseModel):
+    id: str
+    handle: str
+    display_name: str
+    is_admin: bool
+    created_at: str
+
+
+class SignIn(Request):
+    handle: str = Field(max_length=30)
+    password: str = Field(max_length=PASSWORD_MAX)
+
+
+class NewToken(Request):
+    name: str = Field(default="cli", min_length=1, max_length=64)
+    handle: str | None = Field(
+        default=None, max_length=30, description="With password: sign in and issue a token."
+    )
+    password: str | None = Field(default=None, max_length=PASSWORD_MAX)
+
+
+class TokenOut(BaseModel):
+    id: str
+    name: str
+    created_at: str
+    last_used_at: str | None
+    revoked_at: str | None
+
+
+class IssuedToken(TokenOut):
+    token: str = Field(description="The token itself. It is shown only once.")
+
+
+class TokenList(BaseModel):
+    tokens: list[TokenOut]
+
+
+class SessionOut(BaseModel):
+    user: UserOut
+    csrf_token: str = Field(description="Send it as X-CSRF-Token on every write.")
+    expires_at: str
+
+
+class NewSpace(Request):
+    title: str = Field(min_length=1, max_length=TITLE_MAX)
+    description: str = Field(default="", max_length=DESCRIPTION_MAX)
+    scheduled_start: datetime | None = Field(
+        default=None,
+        strict=False,
+        description="RFC 3339 time with a UTC offset, e.g. 2026-12-01T18:00:00Z.",
+    )
+
+
+class HostOut(BaseModel):
+    id: str
+    handle: str
+    display_name: str
+
+
+SpaceStatusName = Literal["scheduled", "live", "ended", "cancelled"]
+
+
+class SpaceOut(BaseModel):
+    id: str
+    title: str
+    description: str
+    status: SpaceStatusName
+    host: HostOut
+    scheduled_start: str | None
+    created_at: str
+    started_at: str | None
+    ended_at: str | None
+    page_url: str = Field(description="The space's public page.")
+
+
+class SpaceList(BaseModel):
+    spaces: list[SpaceOut]

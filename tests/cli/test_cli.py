@@ -1,0 +1,180 @@
+"""The ``podium`` command as a newcomer uses it, against a real server."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import PODIUM, Server, make_account, start_server, unique_handle
+
+
+def podium(
+    *args: str, stdin: str = "", env: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("PODIUM_")}
+    full_env.update(env or {})
+    return subprocess.run(
+        [*PODIUM, *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=full_env,
+        cwd=cwd,
+        timeout=60,
+    )
+
+
+def test_space_lifecycle_from_the_cli(server: Server, tmp_path: Path) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text(make_account(server).token + "\n")
+    common = ["--server", server.url, "--token-file", str(token_file)]
+    created = podium("space", "create", *common, "--title", "CLI talk", "--json")
+    assert created.returncode == 0, created.stderr
+    space = json.loads(created.stdout)
+    assert space["page_url"] == f"{server.url}/s/{space['id']}"
+    assert space["status"] == "scheduled"
+
+    started = podium("space", "start", space["id"], *common)
+    assert started.returncode == 0, started.stderr
+    assert "live" in started.stdout
+    listed = podium("space", "list", "--status", "live", *common, "--json")
+    assert space["id"] in [s["id"] for s in json.loads(listed.stdout)]
+    ended = podium("space", "end", space["id"], *common, "--json")
+    assert json.loads(ended.stdout)["status"] == "ended"
+    again = podium("space", "end", space["id"], *common)
+    assert again.returncode == 1
+    assert "cannot end this space" in again.stderr
+    assert "Traceback" not in again.stderr
+
+
+def test_scheduled_create_and_bad_time(server: Server, tmp_path: Path) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text(make_account(server).token)
+    common = ["--server", server.url, "--token-file", str(token_file)]
+    ok = podium(
+        "space",
+        "create",
+        *common,
+        "--title",
+        "Later",
+        "--scheduled-start",
+        "2099-05-01T18:00:00Z",
+        "--json",
+    )
+    assert json.loads(ok.stdout)["scheduled_start"] == "2099-05-01T18:00:00.000Z"
+    bad = podium("space", "create", *common, "--title", "Later", "--scheduled-start", "soon")
+    assert bad.returncode == 2
+    assert "not an RFC 3339 time" in bad.stderr
+
+
+def test_user_add_and_token_create(server: Server, tmp_path: Path) -> None:
+    owner_file = tmp_path / "owner"
+    owner_file.write_text(server.owner_token)
+    handle = unique_handle("cli")
+    added = podium(
+        "user",
+        "add",
+        handle,
+        "--display-name",
+        "Cli Person",
+        "--password-stdin",
+        "--server",
+        server.url,
+        "--token-file",
+        str(owner_file),
+        "--json",
+        stdin="a good long password\n",
+    )
+    assert added.returncode == 0, added.stderr
+    assert json.loads(added.stdout)["handle"] == handle
+
+    out = tmp_path / "mine.token"
+    issued = podium(
+        "token",
+        "create",
+        "--handle",
+        handle,
+        "--password-stdin",
+        "--out",
+        str(out),
+        "--server",
+        server.url,
+        stdin="a good long password\n",
+    )
+    assert issued.returncode == 0, issued.stderr
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600
+    me = podium("user", "me", "--server", server.url, "--token-file", str(out), "--json")
+    assert json.loads(me.stdout)["display_name"] == "Cli Person"
+
+    tokens = podium("token", "list", "--server", server.url, "--token-file", str(out), "--json")
+    token_id = json.loads(tokens.stdout)[0]["id"]
+    revoked = podium("token", "revoke", token_id, "--server", server.url, "--token-file", str(out))
+    assert revoked.returncode == 0
+    dead = podium("user", "me", "--server", server.url, "--token-file", str(out))
+    assert dead.returncode == 1
+    assert "revoked" in dead.stderr
+
+
+def test_token_from_environment(server: Server) -> None:
+    account = make_account(server)
+    me = podium("user", "me", "--server", server.url, "--json", env={"PODIUM_TOKEN": account.token})
+    assert json.loads(me.stdout)["handle"] == account.handle
+
+
+def test_clear_errors_without_tracebacks(server: Server, tmp_path: Path) -> None:
+    missing = podium(
+        "space",
+        "create",
+        "--server",
+        server.url,
+        "--title",
+        "x",
+        "--token-file",
+        str(tmp_path / "nope"),
+    )
+    assert missing.returncode == 1
+    assert "cannot read the token file" in missing.stderr
+    bad = tmp_path / "bad"
+    bad.write_text("pdm_aaaaaaaaaaaa." + "b" * 43)
+    refused = podium(
+        "space", "create", "--server", server.url, "--title", "x", "--token-file", str(bad)
+    )
+    assert refused.returncode == 1
+    assert "invalid API token" in refused.stderr
+    unreachable = podium("space", "list", "--server", "http://127.0.0.1:9")
+    assert unreachable.returncode == 1
+    assert "cannot reach Podium" in unreachable.stderr
+    for result in (missing, refused, unreachable):
+        assert "Traceback" not in result.stderr
+    usage = podium("space", "frobnicate")
+    assert usage.returncode == 2
+
+
+def test_defaults_find_a_local_server_and_its_owner_token(tmp_path: Path) -> None:
+    """In the directory where ``podium serve`` ran, the CLI needs no flags at all."""
+    running = start_server(Path("podium-data"), "--port", "0", cwd=tmp_path)
+    try:
+        created = podium(
+            "space",
+            "create",
+            "--title",
+            "Zero config",
+            "--json",
+            env={"PODIUM_SERVER": running.url},
+            cwd=tmp_path,
+        )
+        assert created.returncode == 0, created.stderr
+        assert json.loads(created.stdout)["host"]["handle"] == "owner"
+    finally:
+        running.stop()
+
+
+def test_python_dash_m_and_version() -> None:
+    version = subprocess.run(
+        [sys.executable, "-m", "podium", "--version"], capture_output=True, text=True, check=True
+    )
+    assert version.stdout.startswith("podium ")

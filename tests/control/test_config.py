@@ -1,0 +1,62 @@
+"""Settings precedence: flag > environment > TOML file > default; bad values are named."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from podium.config import Secret, Settings, load_settings
+from podium.errors import ConfigError
+
+
+def test_defaults() -> None:
+    settings = load_settings({}, environ={})
+    assert settings == Settings()
+    assert settings.base_url == "http://127.0.0.1:8080"
+    assert not settings.secure_cookies
+
+
+def test_precedence(tmp_path: Path) -> None:
+    toml = tmp_path / "podium.toml"
+    toml.write_text('port = 7000\nhost = "0.0.0.0"\nlog_format = "human"\nopen_signup = false\n')
+    environ = {"PODIUM_PORT": "7100", "PODIUM_LOG_FORMAT": "json"}
+    settings = load_settings({"port": 7200, "host": None}, environ=environ, config_file=toml)
+    assert settings.port == 7200  # flag beats environment and file
+    assert settings.log_format == "json"  # environment beats file
+    assert settings.host == "0.0.0.0"  # file beats default; an absent flag is no flag
+    assert settings.open_signup is False
+
+
+def test_bad_values_are_named_with_their_source(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="environment PODIUM_PORT"):
+        load_settings({}, environ={"PODIUM_PORT": "eighty"})
+    with pytest.raises(ConfigError, match="must be one of json, human"):
+        load_settings({"log_format": "xml"}, environ={})
+    toml = tmp_path / "bad.toml"
+    toml.write_text("prot = 1\n")
+    with pytest.raises(ConfigError, match="unknown setting"):
+        load_settings({}, environ={}, config_file=toml)
+    toml.write_text("port = [\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_settings({}, environ={}, config_file=toml)
+    with pytest.raises(ConfigError, match="cannot read config file"):
+        load_settings({}, environ={}, config_file=tmp_path / "missing.toml")
+
+
+def test_secrets_never_show_themselves() -> None:
+    key = "k" * 40
+    settings = load_settings({}, environ={"PODIUM_SECRET_KEY": key})
+    assert isinstance(settings.secret_key, Secret)
+    assert settings.secret_key.value == key
+    assert key not in repr(settings)
+    assert key not in str(settings.secret_key)
+    with pytest.raises(ConfigError) as error:
+        load_settings({}, environ={"PODIUM_SECRET_KEY": "short-secret"})
+    assert "short-secret" not in str(error.value)
+
+
+def test_public_url_drives_links_and_cookie_security() -> None:
+    settings = load_settings({"public_url": "https://spaces.example/"}, environ={})
+    assert settings.base_url == "https://spaces.example"
+    assert settings.secure_cookies

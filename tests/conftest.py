@@ -1,104 +1,12 @@
-"""Shared fixtures: a real ``podium serve`` process on a loopback port, and API helpers."""
+"""Shared fixtures: one real ``podium serve`` for the run, and a fresh account per test."""
 
 from __future__ import annotations
 
-import os
-import re
-import signal
-import subprocess
-import sys
-import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
 
-import httpx
 import pytest
 
-PODIUM = [sys.executable, "-m", "podium"]
-URL_LINE = re.compile(r"Podium is listening on (http://\S+)")
-
-
-@dataclass
-class Server:
-    url: str
-    data_dir: Path
-    process: subprocess.Popen[str]
-    stdout_lines: list[str] = field(default_factory=list)
-    stderr_lines: list[str] = field(default_factory=list)
-    pumps: list[threading.Thread] = field(default_factory=list)
-
-    @property
-    def owner_token(self) -> str:
-        return (self.data_dir / "owner.token").read_text().strip()
-
-    def client(self, token: str | None = None) -> httpx.Client:
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        return httpx.Client(base_url=self.url, headers=headers, timeout=10)
-
-    def stop(self) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        for pump in self.pumps:
-            pump.join(timeout=10)
-        for stream in (self.process.stdout, self.process.stderr):
-            if stream is not None:
-                stream.close()
-        return self.process.returncode
-
-
-def start_server(
-    data_dir: Path,
-    *args: str,
-    env: dict[str, str] | None = None,
-    cwd: Path | None = None,
-) -> Server:
-    """Start ``podium serve`` on port 0 and wait until it says where it listens."""
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("PODIUM_")}
-    full_env.update(env or {})
-    command = [*PODIUM, "serve", "--data", str(data_dir), *args]
-    if "--port" not in args:
-        command += ["--port", "0"]
-    process = subprocess.Popen(
-        command,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=full_env,
-        cwd=cwd,
-    )
-    server = Server(url="", data_dir=data_dir, process=process)
-    found = threading.Event()
-
-    def pump_stdout() -> None:
-        assert process.stdout is not None
-        for line in process.stdout:
-            server.stdout_lines.append(line)
-            match = URL_LINE.search(line)
-            if match and not found.is_set():
-                server.url = match.group(1)
-                found.set()
-        found.set()
-
-    def pump_stderr() -> None:
-        assert process.stderr is not None
-        for line in process.stderr:
-            server.stderr_lines.append(line)
-
-    for pump in (pump_stdout, pump_stderr):
-        thread = threading.Thread(target=pump, daemon=True)
-        thread.start()
-        server.pumps.append(thread)
-    found.wait(timeout=30)
-    if not server.url:
-        server.stop()
-        raise RuntimeError("podium serve did not start:\n" + "".join(server.stderr_lines))
-    return server
+from harness import Account, Server, make_account, start_server
 
 
 @pytest.fixture(scope="session")
@@ -113,53 +21,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     running.stop()
 
 
-_counter = iter(range(1_000_000))
-
-
-def unique_handle(prefix: str = "user") -> str:
-    return f"{prefix}_{os.getpid()}_{next(_counter)}"
-
-
-@dataclass
-class Account:
-    handle: str
-    password: str
-    token: str
-    id: str
-
-
-def make_account(server: Server, prefix: str = "user") -> Account:
-    """Create an account as the owner and issue it a token by signing in."""
-    handle = unique_handle(prefix)
-    password = "correct horse battery"
-    with server.client(server.owner_token) as admin:
-        created = admin.post("/api/v1/users", json={"handle": handle, "password": password})
-        assert created.status_code == 201, created.text
-    with server.client() as anon:
-        issued = anon.post(
-            "/api/v1/tokens", json={"handle": handle, "password": password, "name": "test"}
-        )
-        assert issued.status_code == 201, issued.text
-    return Account(handle, password, issued.json()["token"], created.json()["id"])
-
-
 @pytest.fixture
 def account(server: Server) -> Account:
     return make_account(server)
-
-
-def assert_problem(
-    response: httpx.Response, status: int, kind: str | None = None
-) -> dict[str, object]:
-    """The response is an RFC 9457 problem document with this status (and type)."""
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith("application/problem+json")
-    body = response.json()
-    assert body["status"] == status
-    assert isinstance(body["title"], str)
-    assert body["title"]
-    assert isinstance(body["detail"], str)
-    assert body["detail"]
-    if kind is not None:
-        assert body["type"] == f"urn:podium:problem:{kind}", body
-    return dict(body)

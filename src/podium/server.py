@@ -11,8 +11,10 @@ import asyncio
 import logging
 import os
 import secrets
+import shutil
 import signal
 import socket
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -27,6 +29,8 @@ from podium.control.db import Database
 from podium.control.ratelimit import TokenBuckets
 from podium.control.spaces import Spaces
 from podium.errors import ConfigError, StorageError
+from podium.media.link import MediaLink
+from podium.origin.origin import Origin
 from podium.web.app import create_app
 from podium.web.context import Context
 from podium.web.metrics import Metrics
@@ -101,15 +105,31 @@ def build(settings: Settings) -> tuple[FastAPI, Context, bool]:
     accounts = Accounts(db)
     owner_created = ensure_owner(accounts, settings.data_dir)
     per_second = settings.signin_per_minute / 60
+    spaces = Spaces(db)
+    recordings = settings.data_dir / "recordings"
+    origin = Origin(recordings)
+    # A Unix socket path must be short (108 bytes), so it lives in its own temporary
+    # directory rather than under a data directory of any length.
+    runtime_dir = Path(tempfile.mkdtemp(prefix="podium-"))
+    media = MediaLink(
+        runtime_dir,
+        recordings,
+        origin,
+        live_spaces=spaces.live_ids,
+        log_format=settings.log_format,
+        log_level=settings.log_level,
+    )
     context = Context(
         settings=settings,
         db=db,
         accounts=accounts,
-        spaces=Spaces(db),
+        spaces=spaces,
         metrics=Metrics(),
         signin_by_client=TokenBuckets(per_second, settings.signin_burst),
         signin_by_handle=TokenBuckets(per_second, settings.signin_burst),
         signup_by_client=TokenBuckets(10 / 3600, 10),
+        origin=origin,
+        media=media,
     )
     return create_app(context), context, owner_created
 
@@ -151,6 +171,8 @@ def serve(settings: Settings, on_started: Callable[[Started], None]) -> None:
 
     async def run() -> None:
         async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(context.media.run())
+            await context.media.wait_ready()
             serving = tasks.create_task(server.serve(sockets=[sock]))
             # uvicorn offers a flag, not an event, for "listening now".
             while not server.started and not serving.done():  # noqa: ASYNC110
@@ -165,6 +187,8 @@ def serve(settings: Settings, on_started: Callable[[Started], None]) -> None:
                     )
                 )
                 log.info("started", extra={"fields": {"url": context.settings.base_url}})
+            await serving
+            await context.media.close()
 
     # uvicorn shuts down gracefully on SIGTERM, then raises the signal again for the
     # previous handler: a no-op one lets a requested shutdown end with status 0.
@@ -174,4 +198,5 @@ def serve(settings: Settings, on_started: Callable[[Started], None]) -> None:
     finally:
         signal.signal(signal.SIGTERM, previous)
         context.db.close()
+        shutil.rmtree(context.media.socket.parent, ignore_errors=True)
         sock.close()

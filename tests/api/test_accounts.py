@@ -7,7 +7,7 @@ from pathlib import Path
 
 import httpx
 
-from conftest import Server, assert_problem, make_account, start_server, unique_handle
+from harness import Server, assert_problem, make_account, start_server, unique_handle
 
 
 def test_sign_up_sign_in_and_me(server: Server) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import Server, assert_problem, start_server
+from harness import Server, assert_problem, start_server
 
 
 def test_livez_and_readyz(server: Server) -> None:

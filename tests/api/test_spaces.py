@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from conftest import Server, assert_problem, make_account
+from harness import Server, assert_problem, make_account
 
 
 def test_lifecycle_through_the_api(server: Server) -> None:

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import PODIUM, Server, make_account, start_server, unique_handle
+from harness import PODIUM, Server, make_account, start_server, unique_handle
 
 
 def podium(

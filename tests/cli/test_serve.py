@@ -6,7 +6,7 @@ import json
 import stat
 from pathlib import Path
 
-from conftest import start_server
+from harness import start_server
 
 
 def test_first_start_creates_owner_and_private_token(tmp_path: Path) -> None:
@@ -77,7 +77,7 @@ def test_json_logs_are_one_object_per_line(tmp_path: Path) -> None:
 def test_bad_configuration_is_one_clear_line(tmp_path: Path) -> None:
     import subprocess
 
-    from conftest import PODIUM
+    from harness import PODIUM
 
     result = subprocess.run(
         [*PODIUM, "serve", "--data", str(tmp_path / "d"), "--port", "0"],

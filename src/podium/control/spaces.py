@@ -78,7 +78,7 @@ class Spaces:
             raise NotFound(f"no space with id {space_id!r}")
         return _space(rows[0])
 
-    def list(self, status: SpaceStatus | None = None, limit: int = 50) -> list[Space]:
+    def recent(self, status: SpaceStatus | None = None, limit: int = 50) -> list[Space]:
         """Spaces, newest first; live ones by start, scheduled ones by start time."""
         limit = max(1, min(limit, LIST_LIMIT_MAX))
         if status is None:
@@ -96,6 +96,11 @@ class Spaces:
                 (status.value, limit),
             )
         return [_space(r) for r in rows]
+
+    def live_ids(self) -> list[str]:
+        """Every live space's id (the media worker resumes their rooms after a restart)."""
+        rows = self._db.query("SELECT id FROM spaces WHERE status = ?", (SpaceStatus.LIVE.value,))
+        return [row[0] for row in rows]
 
     def count_by_status(self) -> dict[SpaceStatus, int]:
         counts = dict.fromkeys(SpaceStatus, 0)

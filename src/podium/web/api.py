@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 
 from podium import clock
 from podium.control.accounts import Session, TokenInfo, User, hash_password
-from podium.control.lifecycle import Action, Space, SpaceStatus
+from podium.control.lifecycle import Action, Space, SpaceStatus, apply
 from podium.control.ratelimit import TokenBuckets
-from podium.errors import Forbidden, InvalidInput, RateLimited, Unauthenticated
+from podium.errors import Forbidden, InvalidInput, NotFound, RateLimited, Unauthenticated
 from podium.web.auth import CSRF_COOKIE, SESSION_COOKIE, CurrentUser, OptionalUser
 from podium.web.context import Context, client_address, get_context
 from podium.web.schemas import (
@@ -57,6 +58,7 @@ def token_out(info: TokenInfo) -> TokenOut:
 
 def space_out(context: Context, space: Space) -> SpaceOut:
     host = context.accounts.get_user(space.host_id)
+    base = context.settings.base_url
     return SpaceOut(
         id=space.id,
         title=space.title,
@@ -67,7 +69,10 @@ def space_out(context: Context, space: Space) -> SpaceOut:
         created_at=clock.rfc3339(space.created_at) or "",
         started_at=clock.rfc3339(space.started_at),
         ended_at=clock.rfc3339(space.ended_at),
-        page_url=f"{context.settings.base_url}/s/{space.id}",
+        page_url=f"{base}/s/{space.id}",
+        whip_url=f"{base}/api/v1/spaces/{space.id}/whip",
+        playlist_url=f"{base}/hls/{space.id}/live.m3u8",
+        replay_url=f"{base}/hls/{space.id}/replay.m4a",
     )
 
 
@@ -235,7 +240,7 @@ async def list_spaces(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> SpaceList:
     """Spaces anyone can see: live ones, upcoming ones, ended ones (replays)."""
-    return SpaceList(spaces=[space_out(context, s) for s in context.spaces.list(status, limit)])
+    return SpaceList(spaces=[space_out(context, s) for s in context.spaces.recent(status, limit)])
 
 
 @router.get("/spaces/{space_id}", tags=["spaces"], responses={404: PROBLEM})
@@ -245,7 +250,20 @@ async def get_space(space_id: str, context: Ctx) -> SpaceOut:
 
 
 async def _transition(context: Context, space_id: str, action: Action, user: User) -> SpaceOut:
-    return space_out(context, context.spaces.transition(space_id, action, user.id, clock.now()))
+    """Move a space, and its room in the media worker with it.
+
+    The rules are checked first, so nobody can start or stop a room they may not; the
+    room starts before the space is shown live (no "live" space without a program) and
+    ends before the space is shown ended (the replay is complete when it says so).
+    """
+    now = clock.now()
+    apply(context.spaces.get(space_id), action, user.id, now)
+    if action is Action.START:
+        await context.media.start_room(space_id)
+    elif action is Action.END:
+        with contextlib.suppress(NotFound):  # no room running: nothing to end
+            await context.media.end_room(space_id)
+    return space_out(context, context.spaces.transition(space_id, action, user.id, now))
 
 
 _LIFECYCLE: dict[int | str, dict[str, Any]] = {

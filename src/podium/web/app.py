@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from fastapi import FastAPI
+from starlette.middleware.cors import CORSMiddleware
 
 from podium import __version__
-from podium.web import api, ops, pages, problems
+from podium.origin import routes as origin_routes
+from podium.web import api, ops, pages, problems, whip
 from podium.web.context import Context
 from podium.web.middleware import RequestGuard
 
@@ -27,13 +29,26 @@ def create_app(context: Context) -> FastAPI:
         openapi_url="/openapi.json",
     )
     app.state.context = context
+    app.state.origin = context.origin
     problems.install(app)
     app.include_router(api.router)
+    app.include_router(whip.router)
+    app.include_router(origin_routes.router)
     app.include_router(ops.router)
     app.include_router(pages.router)
     app.mount("/static", pages.static_files, name="static")
     app.mount("/docs/assets", pages.swagger_files, name="docs-assets")
     context.metrics.add_gauges(lambda: ops.control_gauges(context))
+    # Listeners' players and speakers' pages may live on other origins (an embed, a WHIP
+    # tool). No credentials ride along cross-origin: cookie sessions stay same-site.
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=["*"],
+        allow_methods=["GET", "HEAD", "POST", "PATCH", "DELETE", "OPTIONS"],
+        allow_headers=["Authorization", "Content-Type", "If-Match"],
+        expose_headers=["Location", "ETag", "Link", "Accept-Patch", "Retry-After"],
+        max_age=600,
+    )
     app.add_middleware(
         RequestGuard, metrics=context.metrics, max_body_bytes=context.settings.max_body_bytes
     )

@@ -11,6 +11,8 @@ from podium.control.accounts import Accounts
 from podium.control.db import Database
 from podium.control.ratelimit import TokenBuckets
 from podium.control.spaces import Spaces
+from podium.media.link import MediaLink
+from podium.origin.origin import Origin
 from podium.web.metrics import Metrics
 
 
@@ -24,6 +26,8 @@ class Context:
     signin_by_client: TokenBuckets
     signin_by_handle: TokenBuckets
     signup_by_client: TokenBuckets
+    origin: Origin
+    media: MediaLink
 
 
 def get_context(request: Request) -> Context:

@@ -93,17 +93,17 @@ async def home(context: Ctx) -> HTMLResponse:
         + _section(
             context,
             "Live now",
-            context.spaces.list(SpaceStatus.LIVE, 20),
+            context.spaces.recent(SpaceStatus.LIVE, 20),
             "Nobody is live right now.",
         )
         + _section(
             context,
             "Upcoming",
-            context.spaces.list(SpaceStatus.SCHEDULED, 20),
+            context.spaces.recent(SpaceStatus.SCHEDULED, 20),
             "Nothing scheduled.",
         )
         + _section(
-            context, "Replays", context.spaces.list(SpaceStatus.ENDED, 20), "No replays yet."
+            context, "Replays", context.spaces.recent(SpaceStatus.ENDED, 20), "No replays yet."
         )
     )
     return _layout("Home", body)

@@ -102,6 +102,11 @@ class SpaceOut(BaseModel):
     started_at: str | None
     ended_at: str | None
     page_url: str = Field(description="The space's public page.")
+    whip_url: str = Field(description="Where speakers publish audio (WHIP, RFC 9725).")
+    playlist_url: str = Field(
+        description="The LL-HLS media playlist: live while the space is, then the replay."
+    )
+    replay_url: str = Field(description="The whole space as one M4A file, once ended.")
 
 
 class SpaceList(BaseModel):

@@ -1,0 +1,162 @@
+"""HTTP for listeners and edge caches: the LL-HLS playlist, media objects and the replay.
+
+Cache policy by kind (an edge in front of the origin needs nothing else to do the right
+thing):
+
+==========================  ===============================================================
+object                      Cache-Control
+==========================  ===============================================================
+init, part, segment         ``public, max-age=31536000, immutable``: never changes once made
+live playlist               ``public, max-age=1``: the edge coalesces, players re-ask
+playlist with directives    ``public, max-age=6``: the answer to "at least part N" holds
+ended playlist (replay)     ``public, max-age=86400``: final
+replay.m4a                  ``public, max-age=86400``
+errors                      ``no-store`` (404 for a part not made yet must not stick)
+==========================  ===============================================================
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.responses import FileResponse
+
+from podium.errors import NotFound, PodiumError
+from podium.origin.origin import Origin
+from podium.origin.program import Program
+from podium.record.recorder import EXPORT_FILE
+from podium.segment import blocking
+from podium.segment.names import Kind, parse_name
+
+router = APIRouter(prefix="/hls", tags=["listening"])
+
+PLAYLIST_TYPE = "application/vnd.apple.mpegurl"
+MEDIA_TYPE = "audio/mp4"
+IMMUTABLE = "public, max-age=31536000, immutable"
+CORS = {"Access-Control-Allow-Origin": "*"}
+
+
+class TooEarly(PodiumError):
+    """A playlist or part that was waited for did not appear in time (8216bis: 503)."""
+
+    status = 503
+    kind = "not-yet-available"
+    title = "Not yet available"
+
+
+class BadDirective(PodiumError):
+    status = 400
+    kind = "bad-delivery-directive"
+    title = "Bad delivery directive"
+
+
+def get_origin(request: Request) -> Origin:
+    origin: Origin = request.app.state.origin
+    return origin
+
+
+OriginDep = Annotated[Origin, Depends(get_origin)]
+
+
+def _program(origin: Origin, space_id: str) -> Program:
+    program = origin.program(space_id)
+    if program is None:
+        raise NotFound(f"space {space_id!r} has no program (not live yet, or unknown)")
+    return program
+
+
+@router.get("/{space_id}/live.m3u8", response_class=Response)
+async def playlist(request: Request, space_id: str, origin: OriginDep) -> Response:
+    """The LL-HLS media playlist; it becomes the replay (``EXT-X-ENDLIST``) at the end.
+
+    Supports Blocking Playlist Reload (``_HLS_msn``, ``_HLS_part``) and delta updates
+    (``_HLS_skip=YES``).
+    """
+    program = _program(origin, space_id)
+    query = request.query_params
+    msn, part, skip = query.get("_HLS_msn"), query.get("_HLS_part"), query.get("_HLS_skip")
+    decision = blocking.decide_query(program.playlist, msn, part, skip)
+    if decision.action is blocking.Action.WAIT:
+        assert decision.timeout is not None
+        deadline = time.monotonic() + float(decision.timeout)
+        while decision.action is blocking.Action.WAIT:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not await program.changed(remaining):
+                raise TooEarly(f"no {decision.reason.split(' is ')[0]} within the block time")
+            decision = blocking.decide_query(program.playlist, msn, part, skip)
+    if decision.action is blocking.Action.REJECT:
+        raise BadDirective(decision.reason)
+    if program.playlist.ended:
+        cache = "public, max-age=86400"
+    elif msn is not None:
+        cache = "public, max-age=6"
+    else:
+        cache = "public, max-age=1"
+    wants_skip = skip in ("YES", "v2") and not program.playlist.ended
+    return Response(
+        program.render(skip=wants_skip),
+        media_type=PLAYLIST_TYPE,
+        headers={"Cache-Control": cache, **CORS},
+    )
+
+
+@router.get("/{space_id}/replay.m4a", response_class=Response)
+async def replay(space_id: str, origin: OriginDep) -> Response:
+    """The whole program as one M4A file, once the space has ended."""
+    program = _program(origin, space_id)
+    path = program.directory / EXPORT_FILE
+    if program.playlist.ended and path.is_file():
+        return FileResponse(
+            path,
+            media_type="audio/mp4",
+            filename=f"podium-{space_id}.m4a",
+            headers={"Cache-Control": "public, max-age=86400", **CORS},
+        )
+    if program.playlist.ended and program.exported is False:
+        raise NotFound("the replay file could not be written; the HLS replay is complete")
+    if program.playlist.ended or program.exported is None:
+        raise _RetryLater("the replay file is being prepared", 2)
+    raise NotFound("no replay file")
+
+
+class _RetryLater(TooEarly):
+    def __init__(self, detail: str, retry_after: int) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after
+
+
+@router.get("/{space_id}/{name}", response_class=Response)
+async def media_object(space_id: str, name: str, origin: OriginDep) -> Response:
+    """The init segment, a part or a whole segment. A part announced by the preload hint
+    is held until it exists (8216bis 6.2.6: "the server SHOULD ... block")."""
+    program = _program(origin, space_id)
+    parsed = parse_name(name)
+    if parsed is None or parsed.kind is Kind.PLAYLIST:
+        raise NotFound(f"no media object named {name!r}")
+    if parsed.kind is Kind.INIT:
+        data: bytes | None = program.init
+    elif parsed.kind is Kind.SEGMENT:
+        assert parsed.msn is not None
+        data = program.segment(parsed.msn)
+    else:
+        assert parsed.msn is not None
+        assert parsed.index is not None
+        data = program.part(parsed.msn, parsed.index)
+        if data is None and program.is_upcoming_part(parsed.msn, parsed.index):
+            data = await _wait_for_part(program, parsed.msn, parsed.index)
+    if data is None:
+        raise NotFound(f"{name} does not exist (yet)")
+    return Response(data, media_type=MEDIA_TYPE, headers={"Cache-Control": IMMUTABLE, **CORS})
+
+
+async def _wait_for_part(program: Program, msn: int, index: int) -> bytes | None:
+    timeout = 3 * float(program.timeline.cadence.part_target_seconds)
+    deadline = time.monotonic() + timeout
+    while (data := program.part(msn, index)) is None:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0 or not program.is_upcoming_part(msn, index):
+            return None
+        await program.changed(remaining)
+    return data

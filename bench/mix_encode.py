@@ -66,12 +66,13 @@ import av
 import numpy as np
 import numpy.typing as npt
 
+from podium.demo import DIRECTORY
 from podium.encode.aac import AacEncoder
 from podium.mixer.mixer import Mixer
 from podium.pcm import SAMPLE_RATE, TICK_SAMPLES, PcmFrame
 from podium.segment.segmenter import Segmenter
 
-FIXTURES = Path(os.environ.get("PODIUM_FIXTURES", "/work/shared/fixtures"))
+FIXTURES = DIRECTORY
 SOURCES = ("speech-01.wav", "speech-02.wav")
 BITRATE = 64_000
 PART_US = 256_000  # Podium's part: 12 AAC frames of 1024 samples at 48 kHz = 256 ms

@@ -9,8 +9,10 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from podium.demo import DIRECTORY
+
 RATE = 48_000
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
+FIXTURES = DIRECTORY
 
 Signal = npt.NDArray[np.float64]
 

@@ -14,12 +14,13 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from podium.demo import DIRECTORY
 from podium.encode.aac import AacEncoder
 from podium.encode.units import AccessUnit
 from podium.mixer.mixer import Mixer
 from podium.pcm import TICK_SAMPLES, PcmFrame
 
-SPEECH = Path("/work/shared/fixtures/speech-01.wav")
+SPEECH = DIRECTORY / "speech-01.wav"
 N = TICK_SAMPLES
 JITTER_DELAY = 3 * N  # the jitter buffer's default target delay
 

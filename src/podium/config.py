@@ -57,6 +57,8 @@ class Settings:
     # Key for signing tickets and invite links. When unset, one is generated on first
     # start and kept in <data_dir>/secret.key (mode 0600).
     secret_key: Secret | None = None
+    # Start (or keep) a live demo space with a speaker looping a bundled recording.
+    demo: bool = False
 
     @property
     def base_url(self) -> str:

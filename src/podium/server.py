@@ -23,12 +23,15 @@ import uvicorn
 from fastapi import FastAPI
 
 from podium import clock
+from podium.clients.speak import WavSource, speak
 from podium.config import Secret, Settings
-from podium.control.accounts import Accounts
+from podium.control.accounts import Accounts, User
 from podium.control.db import Database
+from podium.control.lifecycle import Action, SpaceStatus
 from podium.control.ratelimit import TokenBuckets
 from podium.control.spaces import Spaces
-from podium.errors import ConfigError, StorageError
+from podium.demo import SPEECH
+from podium.errors import ConfigError, PodiumError, StorageError
 from podium.media.link import MediaLink
 from podium.origin.origin import Origin
 from podium.web.app import create_app
@@ -50,6 +53,7 @@ class Started:
     url: str
     owner_token_file: Path
     owner_created: bool
+    demo_page: str | None = None
 
 
 def _write_private(path: Path, text: str) -> None:
@@ -134,6 +138,56 @@ def build(settings: Settings) -> tuple[FastAPI, Context, bool]:
     return create_app(context), context, owner_created
 
 
+DEMO_TITLE = "Podium demo"
+DEMO_TOKEN_NAME = "demo speaker"  # noqa: S105 (the label of a token)
+
+
+def _owner(context: Context) -> User:
+    owner = context.accounts.find_by_handle(OWNER_HANDLE)
+    if owner is None:
+        raise ConfigError("the owner account is missing; the demo space needs it")
+    return owner
+
+
+async def start_demo_space(context: Context) -> str:
+    """The demo space: the owner's live one from an earlier run, or a new one taken live."""
+    owner = _owner(context)
+    for space in context.spaces.recent(SpaceStatus.LIVE, 200):
+        if space.host_id == owner.id and space.title == DEMO_TITLE:
+            return space.id
+    space = context.spaces.create(
+        owner.id,
+        DEMO_TITLE,
+        "A speaker reading a short text, on a loop: what a live space sounds like.",
+        None,
+        clock.now(),
+    )
+    await context.media.start_room(space.id)
+    context.spaces.transition(space.id, Action.START, owner.id, clock.now())
+    return space.id
+
+
+async def run_demo_speaker(context: Context, server_url: str, space_id: str) -> None:
+    """Speak a bundled recording into the demo space over WHIP, for as long as we run.
+
+    It is an ordinary WHIP client talking to this server over loopback; if the session
+    drops (the media worker restarted, say), it publishes again.
+    """
+    owner = _owner(context)
+    now = clock.now()
+    for old in context.accounts.list_tokens(owner.id):  # one demo token, not one per start
+        if old.name == DEMO_TOKEN_NAME and old.revoked_at is None:
+            context.accounts.revoke_token(owner.id, old.id, now)
+    _, token = context.accounts.issue_token(owner.id, DEMO_TOKEN_NAME, now)
+    whip_url = f"{server_url}/api/v1/spaces/{space_id}/whip"
+    while True:
+        try:
+            await speak(whip_url, token, WavSource(SPEECH[0], loop=True), seconds=None)
+        except PodiumError as exc:
+            log.warning("demo_speaker_retrying", extra={"fields": {"error": exc.detail}})
+        await asyncio.sleep(2.0)
+
+
 def _authority(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
@@ -172,6 +226,7 @@ def serve(settings: Settings, on_started: Callable[[Started], None]) -> None:
     server = uvicorn.Server(config)
 
     async def run() -> None:
+        listen_url = f"http://{_authority(settings.host, bound_port)}"
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(context.media.run())
             await context.media.wait_ready()
@@ -179,17 +234,26 @@ def serve(settings: Settings, on_started: Callable[[Started], None]) -> None:
             # uvicorn offers a flag, not an event, for "listening now".
             while not server.started and not serving.done():  # noqa: ASYNC110
                 await asyncio.sleep(0.01)
+            demo_task = None
+            demo_page = None
+            if server.started and settings.demo:
+                space_id = await start_demo_space(context)
+                demo_page = f"{context.settings.base_url}/s/{space_id}"
+                demo_task = tasks.create_task(run_demo_speaker(context, listen_url, space_id))
             if server.started:
                 on_started(
                     Started(
-                        listen_url=f"http://{_authority(settings.host, bound_port)}",
+                        listen_url=listen_url,
                         url=context.settings.base_url,
                         owner_token_file=settings.data_dir / OWNER_TOKEN_FILE,
                         owner_created=owner_created,
+                        demo_page=demo_page,
                     )
                 )
                 log.info("started", extra={"fields": {"url": context.settings.base_url}})
             await serving
+            if demo_task is not None:
+                demo_task.cancel()
             await context.media.close()
 
     # uvicorn shuts down gracefully on SIGTERM, then raises the signal again for the

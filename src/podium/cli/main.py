@@ -7,6 +7,8 @@ command-line mistake. Errors are one line on standard error, never a traceback.
 from __future__ import annotations
 
 import argparse
+import asyncio
+import dataclasses
 import getpass
 import json
 import os
@@ -59,6 +61,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--public-url", help="the URL people use to reach this server")
     serve.add_argument("--log-format", choices=["json", "human"], help="default json")
     serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    serve.add_argument(
+        "--demo",
+        action="store_true",
+        default=None,
+        help="run a live demo space with a speaker looping a recording",
+    )
     serve.set_defaults(handler=_serve)
 
     user = commands.add_parser("user", help="accounts").add_subparsers(metavar="ACTION")
@@ -94,6 +102,32 @@ def build_parser() -> argparse.ArgumentParser:
     revoke.add_argument("token_id")
     _client_options(revoke)
     revoke.set_defaults(handler=_token_revoke)
+
+    speak = commands.add_parser("speak", help="publish a WAV file or a tone over WHIP")
+    speak.add_argument("whip_url", metavar="WHIP_URL")
+    speak.add_argument("--token", help="API token (or --token-file, or env PODIUM_TOKEN)")
+    speak.add_argument(
+        "--token-file",
+        type=Path,
+        default=Path(os.environ.get("PODIUM_TOKEN_FILE", DEFAULT_TOKEN_FILE)),
+    )
+    source = speak.add_mutually_exclusive_group(required=True)
+    source.add_argument("--file", type=Path, help="audio file (WAV or anything FFmpeg reads)")
+    source.add_argument("--tone", type=float, metavar="HZ", help="a sine tone instead")
+    speak.add_argument("--loop", action="store_true", help="start the file over at its end")
+    speak.add_argument("--seconds", type=float, help="stop after this long")
+    speak.add_argument("--json", action="store_true", help="print the report as JSON")
+    speak.set_defaults(handler=_speak)
+
+    listen = commands.add_parser("listen", help="follow a live (or replay) HLS playlist")
+    listen.add_argument("playlist_url", metavar="PLAYLIST_URL")
+    listen.add_argument("--seconds", type=float, default=10.0, help="how long (default 10)")
+    listen.add_argument("--out", type=Path, help="write what was heard to this WAV file")
+    listen.add_argument(
+        "--from-start", action="store_true", help="start at the beginning instead of the live edge"
+    )
+    listen.add_argument("--json", action="store_true", help="print the report as JSON")
+    listen.set_defaults(handler=_listen)
 
     space = commands.add_parser("space", help="spaces").add_subparsers(metavar="ACTION")
     new = space.add_parser("create", help="create a space you host")
@@ -192,7 +226,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     flags = {
         name: getattr(args, name)
-        for name in ("data_dir", "host", "port", "public_url", "log_format", "log_level")
+        for name in ("data_dir", "host", "port", "public_url", "log_format", "log_level", "demo")
     }
     settings = load_settings(flags, config_file=args.config)
     logs.configure(settings.log_format, settings.log_level)
@@ -208,6 +242,8 @@ def _serve(args: argparse.Namespace) -> int:
             )
         else:
             print(f"The owner's API token is in {info.owner_token_file}", flush=True)
+        if info.demo_page:
+            print(f"Demo space (live): {info.demo_page}", flush=True)
         print(f"API docs: {info.url}/docs  ·  stop with Ctrl-C", flush=True)
 
     server.serve(settings, started)
@@ -260,6 +296,51 @@ def _token_revoke(args: argparse.Namespace) -> int:
     with _client(args) as api:
         api.call("DELETE", f"/tokens/{args.token_id}")
     return _emit(args, {"revoked": args.token_id}, f"revoked {args.token_id}")
+
+
+def _speak(args: argparse.Namespace) -> int:
+    from podium.clients.speak import AudioSource, ToneSource, WavSource, speak
+
+    token = args.token or _token(args)
+    source: AudioSource = (
+        ToneSource(args.tone) if args.tone is not None else WavSource(args.file, loop=args.loop)
+    )
+    if args.seconds is None and args.tone is not None:
+        print("speaking until Ctrl-C", file=sys.stderr)
+    report = asyncio.run(speak(args.whip_url, token or "", source, seconds=args.seconds))
+    document = dataclasses.asdict(report)
+    return _emit(
+        args,
+        document,
+        f"spoke {report.samples_sent / 48000:.1f} s to {report.resource_url}"
+        + ("" if report.connected else " (media never connected)"),
+    )
+
+
+def _listen(args: argparse.Namespace) -> int:
+    from podium.clients.listen import listen
+
+    report = asyncio.run(
+        listen(
+            args.playlist_url, seconds=args.seconds, out_wav=args.out, from_start=args.from_start
+        )
+    )
+    document = dataclasses.asdict(report)
+    lines = [
+        f"heard {report.seconds:.1f} s in {report.parts} parts and {report.segments} segments"
+        + (" (the space has ended)" if report.ended else ""),
+        f"stalls: {report.stalls} ({report.stall_seconds:.2f} s)",
+        f"time to first audio: {_seconds(report.time_to_first_audio)}",
+        f"behind live: p50 {_seconds(report.playback_latency_p50)},"
+        f" p95 {_seconds(report.playback_latency_p95)}",
+    ]
+    if args.out:
+        lines.append(f"wrote {args.out}")
+    return _emit(args, document, "\n".join(lines))
+
+
+def _seconds(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f} s"
 
 
 def _space_line(space: dict[str, Any]) -> str:

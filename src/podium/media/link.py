@@ -83,9 +83,11 @@ class MediaLink:
             try:
                 await self._start_worker()
                 await self._follow_feed()
-            except (httpx.HTTPError, OSError, MediaUnavailable) as exc:
+            except Exception as exc:
+                # Whatever went wrong, the answer is the same: start a fresh worker, which
+                # resumes every live room from its recording.
                 if not self._closing:
-                    log.error("media_worker_lost", extra={"fields": {"error": str(exc)}})
+                    log.error("media_worker_lost", extra={"fields": {"error": repr(exc)}})
             finally:
                 self._ready.clear()
                 await self._stop_worker()
@@ -138,8 +140,13 @@ class MediaLink:
             await self._resume_live_rooms()
             self._ready.set()
             async for line in lines:
-                if line:
+                if not line:
+                    continue
+                try:
                     self.origin.apply(feed.parse(line.encode()))
+                except Exception:
+                    # One bad event must not take the web process down with it.
+                    log.exception("feed_event_failed", extra={"fields": {"line": line[:200]}})
 
     async def _resume_live_rooms(self) -> None:
         for space_id in self._live_spaces():

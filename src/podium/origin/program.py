@@ -63,6 +63,8 @@ class Program:
     # -- changes, from the media worker's feed -------------------------------------------
 
     def add_part(self, part: Part) -> None:
+        if self._known(part.msn, part.index):
+            return  # already read back from the recording when the program resumed
         self.timeline.add(part)
         self._memory[(part.msn, part.index)] = part.data
         limit = MEMORY_SEGMENTS * self.timeline.cadence.parts_per_segment
@@ -71,12 +73,19 @@ class Program:
         self._notify()
 
     def add_gap(self, marker: GapMarker) -> None:
+        if self._known(marker.msn, 0):
+            return  # the resumed recording already holds this gap
         self.timeline.add_gap(marker)
         self._notify()
 
     def end(self) -> None:
         self.timeline.end()
         self._notify()
+
+    def _known(self, msn: int, index: int) -> bool:
+        """Whether the timeline already has this part (or segment, for a gap)."""
+        next_msn, next_index = self.playlist.next_part
+        return (msn, index) < (next_msn, next_index)
 
     def _notify(self) -> None:
         self._rendered.clear()

@@ -59,6 +59,11 @@ def token_out(info: TokenInfo) -> TokenOut:
 def space_out(context: Context, space: Space) -> SpaceOut:
     host = context.accounts.get_user(space.host_id)
     base = context.settings.base_url
+    program = (
+        None
+        if space.status in (SpaceStatus.SCHEDULED, SpaceStatus.CANCELLED)
+        else context.origin.program(space.id)
+    )
     return SpaceOut(
         id=space.id,
         title=space.title,
@@ -73,6 +78,8 @@ def space_out(context: Context, space: Space) -> SpaceOut:
         whip_url=f"{base}/api/v1/spaces/{space.id}/whip",
         playlist_url=f"{base}/hls/{space.id}/live.m3u8",
         replay_url=f"{base}/hls/{space.id}/replay.m4a",
+        recording="off" if program is None else program.recording,
+        recording_detail="" if program is None else program.recording_reason,
     )
 
 

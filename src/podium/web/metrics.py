@@ -8,6 +8,7 @@ the raw path, so a crawler of random URLs cannot blow up the number of series.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 from prometheus_client.core import GaugeMetricFamily
@@ -62,10 +63,49 @@ class Metrics:
             "Requests cut off because their body was larger than allowed.",
             registry=self.registry,
         )
+        self.media_up = Gauge(
+            "podium_media_worker_up",
+            "1 when the media worker answers, 0 when it does not.",
+            registry=self.registry,
+        )
+        self.media_restarts = Gauge(
+            "podium_media_worker_restarts",
+            "Times the media worker had to be started again since the server started.",
+            registry=self.registry,
+        )
+        self.media_ticks = Gauge(
+            "podium_media_ticks",
+            "Mixer ticks (20 ms each) of each live room since it started.",
+            ["space"],
+            registry=self.registry,
+        )
+        self.media_late_ticks = Gauge(
+            "podium_media_late_ticks",
+            "Mixer ticks that ran over 100 ms late: the media worker was starved of CPU.",
+            ["space"],
+            registry=self.registry,
+        )
+        self.media_speakers = Gauge(
+            "podium_media_speakers",
+            "Speakers on stage in each live room.",
+            ["space"],
+            registry=self.registry,
+        )
         info = Gauge(
             "podium_build_info", "The running version.", ["version"], registry=self.registry
         )
         info.labels(version=__version__).set(1)
+
+    def set_media(self, status: dict[str, Any] | None, restarts: int) -> None:
+        """Copy the media worker's status (``None``: it did not answer) into the gauges."""
+        self.media_up.set(0 if status is None else 1)
+        self.media_restarts.set(restarts)
+        for gauge in (self.media_ticks, self.media_late_ticks, self.media_speakers):
+            gauge.clear()
+        for space, room in (status or {}).get("rooms", {}).items():
+            self.media_ticks.labels(space=space).set(room["ticks"])
+            self.media_late_ticks.labels(space=space).set(room["late_ticks"])
+            self.media_speakers.labels(space=space).set(len(room["speakers"]))
 
     def add_gauges(self, read: Callable[[], Iterator[GaugeMetricFamily]]) -> None:
         self.registry.register(_CallbackGauges(read))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Iterator
 from typing import Annotated
@@ -11,10 +12,11 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 
 from podium.control.credentials import new_id
-from podium.errors import StorageError
+from podium.errors import PodiumError, StorageError
 from podium.web.context import Context, get_context
 
 router = APIRouter(tags=["operations"])
+MEDIA_STATUS_TIMEOUT = 2.0
 Ctx = Annotated[Context, Depends(get_context)]
 
 
@@ -51,6 +53,12 @@ async def readyz(context: Ctx) -> dict[str, str]:
 @router.get("/metrics", response_class=Response)
 async def metrics(context: Ctx) -> Response:
     """Prometheus text exposition."""
+    try:
+        # A scrape must not hang on a stuck worker: that is what the 0 in _up reports.
+        status = await asyncio.wait_for(context.media.status(), MEDIA_STATUS_TIMEOUT)
+        context.metrics.set_media(status, context.media.restarts)
+    except (PodiumError, TimeoutError):
+        context.metrics.set_media(None, context.media.restarts)
     return Response(generate_latest(context.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 

@@ -107,6 +107,11 @@ class SpaceOut(BaseModel):
         description="The LL-HLS media playlist: live while the space is, then the replay."
     )
     replay_url: str = Field(description="The whole space as one M4A file, once ended.")
+    recording: Literal["off", "ok", "degraded"] = Field(
+        description="off before the space goes live; degraded if storage failed (the "
+        "broadcast goes on, the recording stopped at the failure)."
+    )
+    recording_detail: str = Field(description="Why the recording is degraded, if it is.")
 
 
 class SpaceList(BaseModel):

@@ -134,3 +134,30 @@ def best_alignment(haystack: Signal, needle: Signal) -> tuple[int, float]:
 
 def load_wav(path: Path) -> Signal:
     return decode(str(path))
+
+
+def envelope(signal: Signal, hop: int = 960) -> Signal:
+    """RMS of each 20 ms frame: the loudness contour of speech."""
+    frames = len(signal) // hop
+    return np.sqrt(np.mean(signal[: frames * hop].reshape(frames, hop) ** 2, axis=1))
+
+
+def assert_contains_in_order(
+    program: Signal, reference: Signal, chunk_seconds: float = 2.0, minimum: float = 0.85
+) -> None:
+    """Every ``chunk_seconds`` of ``reference`` is in ``program``, in order.
+
+    Chunks are aligned one by one, so a speaker's jitter buffer re-anchoring mid-way (a
+    shift of a few ticks, which a loaded test machine can cause) does not hide the rest.
+    """
+    size = int(chunk_seconds * RATE)
+    offsets = []
+    for start in range(0, len(reference) - size + 1, size):
+        offset, correlation = best_alignment(program, reference[start : start + size])
+        assert correlation > minimum, (
+            f"reference {start / RATE:.1f}-{(start + size) / RATE:.1f} s is not in the "
+            f"program (correlation {correlation:.2f})"
+        )
+        offsets.append(offset - start)
+    drift = np.diff(np.asarray(offsets))
+    assert np.all(np.abs(drift) < 0.25 * RATE), f"chunks out of place: {drift / RATE} s"

@@ -20,6 +20,7 @@ from harness import Server, make_account
 from media_signal import (
     FIXTURES,
     RATE,
+    assert_contains_in_order,
     assert_continuous,
     best_alignment,
     decode,
@@ -138,8 +139,7 @@ def test_whip_in_hls_out_live_replay_and_download(server: Server, tmp_path: Path
 
     # The recording's last second is near silence; the space may end while it is in flight.
     speech = load_wav(FIXTURES / "speech-01.wav")[: -RATE // 2]
-    _, correlation = best_alignment(program[tone_end:], speech)
-    assert correlation > 0.9, f"the speech is not in the program (corr {correlation:.2f})"
+    assert_contains_in_order(program[tone_end:], speech)
 
     # The single-file download: ready within seconds, the whole program, same audio.
     deadline = time.monotonic() + 30

@@ -17,12 +17,13 @@ import numpy.typing as npt
 from podium.demo import DIRECTORY
 from podium.encode.aac import AacEncoder
 from podium.encode.units import AccessUnit
+from podium.mixer.jitter import JitterConfig
 from podium.mixer.mixer import Mixer
 from podium.pcm import TICK_SAMPLES, PcmFrame
 
 SPEECH = DIRECTORY / "speech-01.wav"
 N = TICK_SAMPLES
-JITTER_DELAY = 3 * N  # the jitter buffer's default target delay
+JITTER_DELAY = JitterConfig().target_delay  # the jitter buffer's default
 
 
 def read_wav(path: Path) -> npt.NDArray[np.float32]:

@@ -221,3 +221,38 @@ def test_cors_preflight_lets_a_page_on_another_origin_publish(server: Server) ->
     allowed = preflight.headers["access-control-allow-headers"].lower()
     assert "authorization" in allowed
     assert "POST" in preflight.headers["access-control-allow-methods"]
+
+
+def test_bad_media_requests_get_clear_answers(server: Server) -> None:
+    host = make_account(server, "host")
+    with server.client(host.token) as client:
+        space = client.post("/api/v1/spaces", json={"title": "Probe"}).json()
+    base = space["playlist_url"].rsplit("/", 1)[0]
+    with httpx.Client(timeout=15) as http:
+        assert http.get(space["playlist_url"]).status_code == 404  # not live yet: no program
+        with server.client(host.token) as client:
+            client.post(f"/api/v1/spaces/{space['id']}/start")
+        assert http.get(space["playlist_url"]).status_code == 200
+        for name in (
+            "part-999999-0.m4s",  # far in the future: no waiting, just not there
+            "part-00-1.m4s",  # not the canonical name of anything
+            "seg-1.m4s.tmp",
+            "manifest.jsonl",
+            "..%2Fmanifest.jsonl",
+            "%2e%2e%2f%2e%2e%2fpodium.sqlite3",
+            "init.mp4%00.m3u8",
+            "part-1-99999.m4s",
+        ):
+            answer = http.get(f"{base}/{name}")
+            assert answer.status_code == 404, name
+            assert answer.headers["content-type"].startswith("application/problem+json")
+        for path in ("/hls/../../etc/passwd", "/hls/ABC/live.m3u8", "/hls/x/init.mp4"):
+            assert http.get(f"{server.url}{path}").status_code == 404, path
+        for query in ("_HLS_part=1", "_HLS_msn=x", "_HLS_msn=-1", "_HLS_msn=99999999"):
+            refused = http.get(f"{space['playlist_url']}?{query}")
+            assert refused.status_code == 400, query
+            assert refused.headers["cache-control"] == "no-store"
+        with server.client(host.token) as client:
+            client.post(f"/api/v1/spaces/{space['id']}/end")
+        # Once ended, delivery directives are ignored, as 8216bis says.
+        assert http.get(f"{space['playlist_url']}?_HLS_msn=99999999").status_code == 200

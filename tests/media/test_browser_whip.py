@@ -48,6 +48,13 @@ async function publish(whipUrl, token) {
   window.pc = pc;
   return {etag: response.headers.get("ETag"), session: window.session};
 }
+async function patch(token, body, ifMatch) {
+  const headers = {"Authorization": "Bearer " + token,
+                   "Content-Type": "application/trickle-ice-sdpfrag"};
+  if (ifMatch) headers["If-Match"] = ifMatch;
+  const response = await fetch(window.session, {method: "PATCH", headers, body});
+  return response.status;
+}
 async function leave(token) {
   const response = await fetch(window.session,
     {method: "DELETE", headers: {"Authorization": "Bearer " + token}});
@@ -111,7 +118,21 @@ def test_chromium_publishes_over_whip_from_another_origin(
             )
             assert published["etag"], "ETag must be readable cross-origin (CORS expose)"
             assert published["session"].startswith(space["whip_url"] + "/")
-            page.wait_for_timeout(9000)
+            # Trickle ICE (RFC 9725 4.3.1): the ICE session's ETag is required and checked.
+            fragment = (
+                "a=ice-ufrag:"
+                + page.evaluate(
+                    "() => window.pc.localDescription.sdp.match(/a=ice-ufrag:(\\S+)/)[1]"
+                )
+                + "\r\na=ice-pwd:"
+                + page.evaluate("() => window.pc.localDescription.sdp.match(/a=ice-pwd:(\\S+)/)[1]")
+                + "\r\nm=audio 9 UDP/TLS/RTP/SAVPF 0\r\na=mid:0\r\na=end-of-candidates\r\n"
+            )
+            call = "([token, body, ifMatch]) => patch(token, body, ifMatch)"
+            assert page.evaluate(call, [host.token, fragment, published["etag"]]) == 204
+            assert page.evaluate(call, [host.token, fragment, '"another"']) == 412
+            assert page.evaluate(call, [host.token, fragment, None]) == 428
+            page.wait_for_timeout(8000)
             assert page.evaluate("(token) => leave(token)", host.token) == 200
         finally:
             browser.close()

@@ -18,7 +18,7 @@ from podium.pcm import TICK_SAMPLES, PcmFrame
 
 N = TICK_SAMPLES
 SPEAKER_ORIGIN = 3_735_928_559  # an RTP-like timestamp: the speaker's timeline is arbitrary
-TARGET_TICKS = 3  # the default 60 ms target delay
+TARGET_TICKS = 2  # the default 40 ms target delay
 
 
 def noise(frames: int, seed: int = 1, length: int = N) -> npt.NDArray[np.float32]:
@@ -173,9 +173,10 @@ def test_a_long_silence_re_anchors_at_the_target_delay() -> None:
         arrivals[70 + i] = [PcmFrame(frame.pts + 480_000, frame.samples)]
     buffer = JitterBuffer()
     out = run(buffer, arrivals, 70 + 20 + TARGET_TICKS)
-    np.testing.assert_array_equal(out[3 * N : 23 * N], first)
-    np.testing.assert_array_equal(out[73 * N :], second)
-    assert not out[23 * N : 73 * N].any()
+    t = TARGET_TICKS
+    np.testing.assert_array_equal(out[t * N : (20 + t) * N], first)
+    np.testing.assert_array_equal(out[(70 + t) * N :], second)
+    assert not out[(20 + t) * N : (70 + t) * N].any()
     stats = buffer.stats
     assert stats.reanchors == 1
     assert stats.frames_played == 40
@@ -194,9 +195,10 @@ def test_a_path_that_got_slower_re_anchors_after_a_late_streak() -> None:
     stats = buffer.stats
     assert stats.frames_dropped_late == 2  # frames 20 and 21; 22 re-anchors
     assert stats.reanchors == 1
-    np.testing.assert_array_equal(out[3 * N : 23 * N], signal[: 20 * N])
-    # Frame 22 arrived at tick 27 and plays at the target delay after it: ticks 30...
-    np.testing.assert_array_equal(out[30 * N :], signal[22 * N :])
+    t = TARGET_TICKS
+    np.testing.assert_array_equal(out[t * N : (20 + t) * N], signal[: 20 * N])
+    # Frame 22 arrived at tick 27 and plays at the target delay after it.
+    np.testing.assert_array_equal(out[(27 + t) * N :], signal[22 * N :])
 
 
 def test_memory_stays_bounded_whatever_is_pushed() -> None:

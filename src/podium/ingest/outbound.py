@@ -21,10 +21,11 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from podium.ingest.pcm import s16_frame, silence
 from podium.pcm import SAMPLE_RATE, TICK_SAMPLES
 
-DEFAULT_CAPACITY = 4
-"""Ticks buffered per speaker: 80 ms. Enough to absorb scheduling jitter between the mixer
-tick and aiortc's pull; small, because every queued tick is latency (G.114 asks < 150 ms
-mouth-to-ear for the whole path)."""
+DEFAULT_CAPACITY = 2
+"""Ticks buffered per speaker: 40 ms. Enough to absorb scheduling jitter between the mixer
+tick and aiortc's pull; small, because the mixer and the sender tick at the same rate, so
+however full the queue gets (it fills while the connection is set up) it stays that full,
+and every queued tick is latency (G.114 asks < 150 ms mouth-to-ear for the whole path)."""
 
 TICK_SECONDS = TICK_SAMPLES / SAMPLE_RATE
 

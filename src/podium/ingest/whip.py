@@ -34,6 +34,7 @@ from aiortc import (
     RTCRtpTransceiver,
     RTCSessionDescription,
 )
+from aiortc.jitterbuffer import JitterBuffer
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.sdp import candidate_from_sdp
 
@@ -235,6 +236,7 @@ class Stage:
                     f"the SDP offer could not be negotiated ({type(exc).__name__}: {exc})"
                 ) from exc
             session.receiver = audio.receiver
+            _shorten_receive_buffer(audio.receiver)
             session.audio_mid = audio.mid
             if self._closed:
                 raise Conflict("this space's stage is closed")
@@ -603,3 +605,17 @@ def ice_server_links(servers: Sequence[RTCIceServer]) -> list[str]:
 
 def _quoted(text: str) -> str:
     return text.replace("\\", "\\\\").replace('"', '\\"')
+
+
+# aiortc's audio receiver holds every frame until four later ones have arrived: a fixed
+# 80 ms on the speaker-to-speaker path, which the mixer's own jitter buffer (sized for
+# arrival jitter, and counted) makes redundant. One frame of prefetch keeps aiortc's
+# reordering of packets and gives back 60 ms. The buffer is private to aiortc (pinned in
+# requirements/lock.txt); if a release renames it, this does nothing.
+_RECEIVE_BUFFER = "_RTCRtpReceiver__jitter_buffer"
+_RECEIVE_CAPACITY = 16
+
+
+def _shorten_receive_buffer(receiver: object) -> None:
+    if isinstance(getattr(receiver, _RECEIVE_BUFFER, None), JitterBuffer):
+        setattr(receiver, _RECEIVE_BUFFER, JitterBuffer(capacity=_RECEIVE_CAPACITY, prefetch=1))

@@ -39,6 +39,8 @@ def problem(
         "detail": detail,
     }
     body.update(extra)
+    # An error must not stick in a cache: a part that is not there yet will be.
+    headers = {"Cache-Control": "no-store", **(headers or {})}
     return JSONResponse(body, status_code=status, headers=headers, media_type=MEDIA_TYPE)
 
 

@@ -237,16 +237,19 @@ def whip_shim(worker: httpx.AsyncClient) -> Starlette:
             body["answer_sdp"],
             status_code=201,
             media_type="application/sdp",
-            headers={"Location": f"/whip/session/{body['resource_id']}"},
+            headers={
+                "Location": f"/whip/session/{request.path_params['speaker']}/{body['resource_id']}"
+            },
         )
 
     async def leave(request: Request) -> Response:
-        await worker.delete(f"/rooms/{SPACE}/publishers/{request.path_params['resource']}")
+        speaker, resource = request.path_params["speaker"], request.path_params["resource"]
+        await worker.delete(f"/rooms/{SPACE}/publishers/{resource}", params={"speaker": speaker})
         return Response(status_code=200)
 
     return Starlette(
         routes=[
-            Route("/whip/session/{resource}", leave, methods=["DELETE"]),
+            Route("/whip/session/{speaker}/{resource}", leave, methods=["DELETE"]),
             Route("/whip/{speaker}", publish, methods=["POST"]),
         ]
     )

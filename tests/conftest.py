@@ -15,7 +15,11 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     Sign-in limits are raised so that tests signing in do not throttle each other."""
     running = start_server(
         tmp_path_factory.mktemp("podium") / "data",
-        env={"PODIUM_SIGNIN_BURST": "10000", "PODIUM_LOG_LEVEL": "warning"},
+        env={
+            "PODIUM_SIGNIN_BURST": "10000",
+            "PODIUM_LOG_LEVEL": "warning",
+            "PODIUM_EXACT_AUDIENCE": "true",
+        },
     )
     yield running
     running.stop()

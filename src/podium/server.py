@@ -29,6 +29,7 @@ from podium.control.accounts import Accounts, User
 from podium.control.db import Database
 from podium.control.lifecycle import Action, SpaceStatus
 from podium.control.ratelimit import TokenBuckets
+from podium.control.rooms import Rooms
 from podium.control.spaces import Spaces
 from podium.demo import SPEECH
 from podium.errors import ConfigError, PodiumError, StorageError
@@ -37,6 +38,7 @@ from podium.origin.origin import Origin
 from podium.web.app import create_app
 from podium.web.context import Context
 from podium.web.metrics import Metrics
+from podium.web.roomstate import RoomHub, person_of_user
 
 log = logging.getLogger("podium.server")
 
@@ -134,7 +136,9 @@ def build(settings: Settings) -> tuple[FastAPI, Context, bool]:
         signup_by_client=TokenBuckets(10 / 3600, 10),
         origin=origin,
         media=media,
+        rooms=Rooms(db),
     )
+    context.hub = RoomHub(context, exact_audience=settings.exact_audience)
     return create_app(context), context, owner_created
 
 
@@ -162,6 +166,7 @@ async def start_demo_space(context: Context) -> str:
         None,
         clock.now(),
     )
+    context.rooms.ensure(space.id, person_of_user(owner.id), owner.display_name)
     await context.media.start_room(space.id)
     context.spaces.transition(space.id, Action.START, owner.id, clock.now())
     return space.id
@@ -229,6 +234,7 @@ def serve(settings: Settings, on_started: Callable[[Started], None]) -> None:
         listen_url = f"http://{_authority(settings.host, bound_port)}"
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(context.media.run())
+            room_states = tasks.create_task(context.hub.run())
             await context.media.wait_ready()
             serving = tasks.create_task(server.serve(sockets=[sock]))
             # uvicorn offers a flag, not an event, for "listening now".
@@ -254,6 +260,7 @@ def serve(settings: Settings, on_started: Callable[[Started], None]) -> None:
             await serving
             if demo_task is not None:
                 demo_task.cancel()
+            room_states.cancel()
             await context.media.close()
 
     # uvicorn shuts down gracefully on SIGTERM, then raises the signal again for the

@@ -58,21 +58,24 @@ def _app(worker: Worker) -> Starlette:
     async def whip(request: Request) -> Response:
         room = worker.rooms[SPACE]
         sdp = (await request.body()).decode()
-        publication = await room.publish(request.path_params["speaker"], sdp)
+        speaker = request.path_params["speaker"]
+        publication = await room.publish(speaker, sdp)
         return Response(
             publication.answer_sdp,
             status_code=201,
             media_type="application/sdp",
-            headers={"Location": f"/whip/session/{publication.resource_id}"},
+            headers={"Location": f"/whip/session/{speaker}/{publication.resource_id}"},
         )
 
     async def leave(request: Request) -> Response:
-        await worker.rooms[SPACE].unpublish(request.path_params["resource"])
+        await worker.rooms[SPACE].unpublish(
+            request.path_params["resource"], request.path_params["speaker"]
+        )
         return Response(status_code=200)
 
     return Starlette(
         routes=[
-            Route("/whip/session/{resource}", leave, methods=["DELETE"]),
+            Route("/whip/session/{speaker}/{resource}", leave, methods=["DELETE"]),
             Route("/whip/{speaker}", whip, methods=["POST"]),
             Mount("/", create_app(worker)),
         ]

@@ -18,7 +18,7 @@ from podium.pcm import TICK_SAMPLES, PcmFrame
 
 N = TICK_SAMPLES
 SPEAKER_ORIGIN = 3_735_928_559  # an RTP-like timestamp: the speaker's timeline is arbitrary
-TARGET_TICKS = 2  # the default 40 ms target delay
+TARGET_TICKS = 3  # the default 60 ms target delay
 
 
 def noise(frames: int, seed: int = 1, length: int = N) -> npt.NDArray[np.float32]:

@@ -56,6 +56,26 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX spaces_status ON spaces(status, created_at);
     """,
+    """
+    CREATE TABLE stages (
+        space_id TEXT PRIMARY KEY REFERENCES spaces(id),
+        document TEXT NOT NULL
+    );
+    CREATE TABLE audit (
+        id       INTEGER PRIMARY KEY AUTOINCREMENT,
+        space_id TEXT NOT NULL REFERENCES spaces(id),
+        at       REAL NOT NULL,
+        actor    TEXT NOT NULL,
+        action   TEXT NOT NULL,
+        target   TEXT NOT NULL,
+        detail   TEXT NOT NULL
+    );
+    CREATE INDEX audit_space ON audit(space_id, id);
+    CREATE TABLE audience (
+        space_id TEXT PRIMARY KEY REFERENCES spaces(id),
+        document TEXT NOT NULL
+    );
+    """,
 )
 
 

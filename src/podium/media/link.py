@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -186,18 +187,35 @@ class MediaLink:
         )
         return Publication(answer["resource_id"], answer["answer_sdp"], answer["etag"])
 
-    async def unpublish(self, space_id: str, resource_id: str) -> None:
-        await self._call("DELETE", f"/rooms/{space_id}/publishers/{resource_id}")
+    async def unpublish(self, space_id: str, resource_id: str, speaker_id: str) -> None:
+        await self._call(
+            "DELETE", f"/rooms/{space_id}/publishers/{resource_id}?speaker={quote(speaker_id)}"
+        )
 
     async def patch(
-        self, space_id: str, resource_id: str, if_match: str | None, fragment: str
+        self,
+        space_id: str,
+        resource_id: str,
+        speaker_id: str,
+        if_match: str | None,
+        fragment: str,
     ) -> tuple[int, str]:
         answer = await self._call(
             "PATCH",
-            f"/rooms/{space_id}/publishers/{resource_id}",
+            f"/rooms/{space_id}/publishers/{resource_id}?speaker={quote(speaker_id)}",
             {"if_match": if_match, "fragment": fragment},
         )
         return int(answer["status"]), str(answer["detail"])
+
+    async def set_muted(self, space_id: str, speaker_id: str, muted: bool) -> None:
+        """Mute or unmute a speaker in the mix (their WebRTC session stays up)."""
+        await self._call(
+            "POST", f"/rooms/{space_id}/speakers/{quote(speaker_id)}", {"muted": muted}
+        )
+
+    async def drop_speaker(self, space_id: str, speaker_id: str) -> None:
+        """End every WHIP session of a speaker who left or was taken off the stage."""
+        await self._call("DELETE", f"/rooms/{space_id}/speakers/{quote(speaker_id)}")
 
     async def status(self) -> dict[str, Any]:
         result: dict[str, Any] = await self._call("GET", "/status")

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from podium import clock
 from podium.encode.aac import AacEncoder
+from podium.errors import NotFound
 from podium.ingest.whip import Publication, SessionEnded, Stage
 from podium.mixer.mixer import Mixer
 from podium.origin import feed
@@ -59,6 +60,7 @@ class Room:
         self._pending_writes = 0
         self._recording_state = "ok"
         self._talking: tuple[str, ...] = ()
+        self._muted: dict[str, bool] = {}
         self._stop = asyncio.Event()
         self._finish_on_stop = True
         self.ticks = 0
@@ -128,6 +130,7 @@ class Room:
         """Put a speaker on stage from a WHIP offer; returns the answer."""
         if speaker_id not in self.mixer.speakers:
             self.mixer.add_speaker(speaker_id)
+            self.mixer.set_muted(speaker_id, self._muted.get(speaker_id, False))
         try:
             return await self.stage.publish(speaker_id, offer_sdp)
         except BaseException:
@@ -135,8 +138,23 @@ class Room:
                 self.mixer.remove_speaker(speaker_id)
             raise
 
-    async def unpublish(self, resource_id: str) -> None:
+    async def unpublish(self, resource_id: str, speaker_id: str) -> None:
+        """End one session; only its own speaker may (anyone else gets "not found")."""
+        if self.stage.publications().get(resource_id) != speaker_id:
+            raise NotFound("no such WHIP session")
         await self.stage.unpublish(resource_id)
+
+    def set_muted(self, speaker_id: str, muted: bool) -> None:
+        self._muted[speaker_id] = muted
+        if speaker_id in self.mixer.speakers:
+            self.mixer.set_muted(speaker_id, muted)
+
+    async def drop(self, speaker_id: str) -> None:
+        """Take a speaker off the air: every session of theirs ends."""
+        self._muted.pop(speaker_id, None)
+        for resource_id, speaker in list(self.stage.publications().items()):
+            if speaker == speaker_id:
+                await self.stage.unpublish(resource_id)
 
     def _on_audio(self, speaker_id: str, frame: PcmFrame) -> None:
         if speaker_id in self.mixer.speakers:

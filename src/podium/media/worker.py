@@ -163,12 +163,25 @@ def create_app(worker: Worker) -> Starlette:
 
     async def unpublish(request: Request) -> Response:
         room = worker._room(request.path_params["space_id"])
-        await room.unpublish(request.path_params["resource_id"])
+        speaker = request.query_params.get("speaker", "")
+        await room.unpublish(request.path_params["resource_id"], speaker)
+        return Response(status_code=204)
+
+    async def speaker(request: Request) -> Response:
+        room = worker._room(request.path_params["space_id"])
+        speaker_id = request.path_params["speaker_id"]
+        if request.method == "DELETE":
+            await room.drop(speaker_id)
+        else:
+            room.set_muted(speaker_id, bool((await _json(request)).get("muted")))
         return Response(status_code=204)
 
     async def patch(request: Request) -> Response:
         body = await _json(request)
         room = worker._room(request.path_params["space_id"])
+        rid = request.path_params["resource_id"]
+        if room.stage.publications().get(rid) != request.query_params.get("speaker"):
+            raise NotFound("no such WHIP session")
         answer = await room.stage.patch(
             request.path_params["resource_id"], body.get("if_match"), str(body["fragment"])
         )
@@ -204,6 +217,7 @@ def create_app(worker: Worker) -> Starlette:
             Route("/rooms/{space_id}/publishers", publish, methods=["POST"]),
             Route("/rooms/{space_id}/publishers/{resource_id}", unpublish, methods=["DELETE"]),
             Route("/rooms/{space_id}/publishers/{resource_id}", patch, methods=["PATCH"]),
+            Route("/rooms/{space_id}/speakers/{speaker_id}", speaker, methods=["POST", "DELETE"]),
             Route("/feed", feed_stream),
             Route("/status", status),
         ],

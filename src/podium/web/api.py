@@ -15,6 +15,8 @@ from podium.control.ratelimit import TokenBuckets
 from podium.errors import Forbidden, InvalidInput, NotFound, RateLimited, Unauthenticated
 from podium.web.auth import CSRF_COOKIE, SESSION_COOKIE, CurrentUser, OptionalUser
 from podium.web.context import Context, client_address, get_context
+from podium.web.room import audience_document
+from podium.web.roomstate import person_of_user
 from podium.web.schemas import (
     HostOut,
     IssuedToken,
@@ -78,6 +80,7 @@ def space_out(context: Context, space: Space) -> SpaceOut:
         whip_url=f"{base}/api/v1/spaces/{space.id}/whip",
         playlist_url=f"{base}/hls/{space.id}/live.m3u8",
         replay_url=f"{base}/hls/{space.id}/replay.m4a",
+        state_url=f"{base}/api/v1/spaces/{space.id}/state",
         recording="off" if program is None else program.recording,
         recording_detail="" if program is None else program.recording_reason,
     )
@@ -237,6 +240,7 @@ async def create_space(body: NewSpace, user: CurrentUser, context: Ctx) -> Space
             raise InvalidInput("scheduled_start: give a UTC offset, e.g. 2026-12-01T18:00:00Z")
         start = body.scheduled_start.timestamp()
     space = context.spaces.create(user.id, body.title, body.description, start, clock.now())
+    context.rooms.ensure(space.id, person_of_user(user.id), user.display_name)
     return space_out(context, space)
 
 
@@ -270,6 +274,8 @@ async def _transition(context: Context, space_id: str, action: Action, user: Use
     elif action is Action.END:
         with contextlib.suppress(NotFound):  # no room running: nothing to end
             await context.media.end_room(space_id)
+        # The audience figures outlive the process that counted them.
+        context.rooms.save_audience(space_id, audience_document(context, space_id))
     return space_out(context, context.spaces.transition(space_id, action, user.id, now))
 
 

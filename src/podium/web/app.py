@@ -7,7 +7,7 @@ from starlette.middleware.cors import CORSMiddleware
 
 from podium import __version__
 from podium.origin import routes as origin_routes
-from podium.web import api, ops, pages, problems, whip
+from podium.web import api, ops, pages, problems, room, whip
 from podium.web.context import Context
 from podium.web.middleware import RequestGuard
 
@@ -33,6 +33,7 @@ def create_app(context: Context) -> FastAPI:
     problems.install(app)
     app.include_router(api.router)
     app.include_router(whip.router)
+    app.include_router(room.router)
     app.include_router(origin_routes.router)
     app.include_router(ops.router)
     app.include_router(pages.router)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from fastapi import Request
 
@@ -10,10 +11,14 @@ from podium.config import Settings
 from podium.control.accounts import Accounts
 from podium.control.db import Database
 from podium.control.ratelimit import TokenBuckets
+from podium.control.rooms import Rooms
 from podium.control.spaces import Spaces
 from podium.media.link import MediaLink
 from podium.origin.origin import Origin
 from podium.web.metrics import Metrics
+
+if TYPE_CHECKING:
+    from podium.web.roomstate import RoomHub
 
 
 @dataclass(slots=True)
@@ -28,6 +33,9 @@ class Context:
     signup_by_client: TokenBuckets
     origin: Origin
     media: MediaLink
+    rooms: Rooms
+    # Set right after construction: the hub reads everything else in the context.
+    hub: RoomHub = field(init=False)
 
 
 def get_context(request: Request) -> Context:

@@ -107,6 +107,7 @@ class SpaceOut(BaseModel):
         description="The LL-HLS media playlist: live while the space is, then the replay."
     )
     replay_url: str = Field(description="The whole space as one M4A file, once ended.")
+    state_url: str = Field(description="The room state document (cacheable, long-poll).")
     recording: Literal["off", "ok", "degraded"] = Field(
         description="off before the space goes live; degraded if storage failed (the "
         "broadcast goes on, the recording stopped at the failure)."

@@ -12,13 +12,16 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Request, Response
+from fastapi.security import HTTPAuthorizationCredentials
 
-from podium.control.accounts import User
+from podium import clock
+from podium.control import tickets
 from podium.control.lifecycle import SpaceStatus
-from podium.errors import Conflict, Forbidden, InvalidInput, PodiumError
-from podium.web.auth import CurrentUser
+from podium.errors import Conflict, Forbidden, InvalidInput, PodiumError, Unauthenticated
+from podium.web.auth import current_user
 from podium.web.context import Context, get_context
 from podium.web.problems import problem
+from podium.web.roomstate import person_of_user
 
 router = APIRouter(prefix="/api/v1/spaces", tags=["speaking"])
 Ctx = Annotated[Context, Depends(get_context)]
@@ -37,13 +40,46 @@ class UnsupportedMediaType(PodiumError):
     title = "Unsupported media type"
 
 
-def _may_speak(context: Context, space_id: str, user: User) -> None:
-    """Raise unless ``user`` may publish in the space now."""
+async def _speaker(request: Request, context: Context, space_id: str) -> str:
+    """Who is publishing: an account (API token, or browser session with its CSRF token)
+    or, for a listener brought on stage, their listener ticket as the Bearer token."""
+    header = request.headers.get("authorization", "")
+    scheme, _, credential = header.partition(" ")
+    credential = credential.strip()
+    now = clock.now()
+    if scheme.lower() == "bearer" and credential and not credential.startswith("pdm_"):
+        return tickets.verify(_key(context), credential, space_id, now).listener_id
+    user = await current_user(request, context, None if not header else _bearer(header))
+    if user is None:
+        raise Unauthenticated("send an API token or your listener ticket as a Bearer token")
+    return person_of_user(user.id)
+
+
+def _bearer(header: str) -> HTTPAuthorizationCredentials | None:
+    scheme, _, credential = header.partition(" ")
+    if scheme.lower() != "bearer" or not credential.strip():
+        return None
+    return HTTPAuthorizationCredentials(scheme=scheme, credentials=credential.strip())
+
+
+def _key(context: Context) -> bytes:
+    assert context.settings.secret_key is not None
+    return context.settings.secret_key.value.encode()
+
+
+def _may_speak(context: Context, space_id: str, person: str) -> bool:
+    """Raise unless ``person`` may publish in the space now; return whether they are
+    muted (a muted speaker may connect and is silent in the mix until they unmute)."""
     space = context.spaces.get(space_id)
     if space.status is not SpaceStatus.LIVE:
         raise Conflict(f"the space is {space.status}, not live: start it before speaking")
-    if user.id != space.host_id:
-        raise Forbidden("only the host may speak in this space")
+    stage = context.rooms.stage(space_id)
+    seat = stage.seat(person)
+    if seat is None:
+        if stage.is_blocked(person):
+            raise Forbidden("you were removed from this space")
+        raise Forbidden("you are not on stage: raise your hand or use an invite first")
+    return seat.muted
 
 
 async def _body(request: Request, media_type: str) -> str:
@@ -67,11 +103,18 @@ async def _body(request: Request, media_type: str) -> str:
     openapi_extra={"requestBody": {"required": True, **_SDP_BODY}},
     responses={201: _SDP_BODY, 401: _PROBLEM, 403: _PROBLEM, 409: _PROBLEM, 415: _PROBLEM},
 )
-async def publish(space_id: str, request: Request, user: CurrentUser, context: Ctx) -> Response:
-    """Publish audio to a live space (WHIP). The body is the SDP offer."""
-    _may_speak(context, space_id, user)
+async def publish(space_id: str, request: Request, context: Ctx) -> Response:
+    """Publish audio to a live space (WHIP). The body is the SDP offer.
+
+    Anyone on the stage may: the host, co-hosts and speakers (with their account's API
+    token, or a listener ticket once their hand was approved or they used an invite).
+    """
+    person = await _speaker(request, context, space_id)
+    muted = _may_speak(context, space_id, person)
     offer = await _body(request, SDP)
-    publication = await context.media.publish(space_id, user.id, offer)
+    publication = await context.media.publish(space_id, person, offer)
+    if muted:
+        await context.media.set_muted(space_id, person, True)
     location = f"/api/v1/spaces/{space_id}/whip/{publication.resource_id}"
     return Response(
         publication.answer_sdp,
@@ -89,12 +132,11 @@ async def publish(space_id: str, request: Request, user: CurrentUser, context: C
 @router.delete(
     "/{space_id}/whip/{resource_id}", status_code=200, responses={401: _PROBLEM, 404: _PROBLEM}
 )
-async def unpublish(space_id: str, resource_id: str, user: CurrentUser, context: Ctx) -> Response:
-    """Leave the stage: ends the WHIP session (RFC 9725 4.3: DELETE the resource)."""
-    space = context.spaces.get(space_id)
-    if user.id != space.host_id:
-        raise Forbidden("this is not your session")
-    await context.media.unpublish(space_id, resource_id)
+async def unpublish(space_id: str, resource_id: str, request: Request, context: Ctx) -> Response:
+    """End the WHIP session (RFC 9725 4.3: DELETE the resource). Your seat on the stage
+    stays: publish again to come back, or leave the stage through the room API."""
+    person = await _speaker(request, context, space_id)
+    await context.media.unpublish(space_id, resource_id, person)
     return Response(status_code=200)
 
 
@@ -107,16 +149,13 @@ async def trickle(
     space_id: str,
     resource_id: str,
     request: Request,
-    user: CurrentUser,
     context: Ctx,
     if_match: Annotated[str | None, Header()] = None,
 ) -> Response:
     """Trickle ICE candidates to a session (RFC 9725 4.3.1, RFC 8840 fragments)."""
-    space = context.spaces.get(space_id)
-    if user.id != space.host_id:
-        raise Forbidden("this is not your session")
+    person = await _speaker(request, context, space_id)
     fragment = await _body(request, TRICKLE)
-    status, detail = await context.media.patch(space_id, resource_id, if_match, fragment)
+    status, detail = await context.media.patch(space_id, resource_id, person, if_match, fragment)
     if status == 204:
         return Response(status_code=204)
     return problem(status, "whip-patch", "Cannot apply the ICE fragment", detail)

@@ -1,0 +1,462 @@
+"""Room life over HTTP: joining, beacons, reactions, hands, the stage, invites, the room
+state, the audit log, analytics and calendar files.
+
+Listeners need no account: ``POST …/join`` answers a signed ticket (no database write),
+which beacons, reactions and raised hands carry in their JSON body. Hosts and co-hosts act
+with their account (API token or browser session).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi.responses import JSONResponse
+from pydantic import Field
+
+from podium import clock
+from podium.control import invites, tickets
+from podium.control.accounts import User
+from podium.control.audience import BeaconLimiter
+from podium.control.lifecycle import Space, SpaceStatus
+from podium.control.ratelimit import TokenBuckets
+from podium.control.reactions import ALLOWED
+from podium.control.stage import Stage, StageAction
+from podium.errors import Conflict, Forbidden, RateLimited, Unauthenticated
+from podium.web.auth import CurrentUser, OptionalUser
+from podium.web.context import Context, client_address, get_context
+from podium.web.roomstate import LONG_POLL_S, person_of_user
+from podium.web.schemas import Request as StrictBody
+
+router = APIRouter(prefix="/api/v1/spaces/{space_id}", tags=["room"])
+Ctx = Annotated[Context, Depends(get_context)]
+_PROBLEM: dict[str, Any] = {"content": {"application/problem+json": {}}}
+
+TICKET_TTL_S = 12 * 3600.0
+INVITE_TTL_S = 24 * 3600.0
+NAME = Field(default="", max_length=64)
+
+
+class JoinBody(StrictBody):
+    display_name: str = NAME
+
+
+class TicketBody(StrictBody):
+    ticket: str = Field(max_length=600)
+
+
+class ReactionBody(TicketBody):
+    emoji: str = Field(max_length=16, description=f"One of {' '.join(ALLOWED)}")
+
+
+class HandBody(StrictBody):
+    ticket: str | None = Field(default=None, max_length=600)
+    name: str = NAME
+
+
+class InviteAccept(StrictBody):
+    invite: str = Field(max_length=64)
+    ticket: str | None = Field(default=None, max_length=600)
+    name: str = NAME
+
+
+class SelfBody(StrictBody):
+    ticket: str | None = Field(default=None, max_length=600)
+
+
+def _key(context: Context) -> bytes:
+    assert context.settings.secret_key is not None
+    return context.settings.secret_key.value.encode()
+
+
+def _live_or_ended(context: Context, space_id: str) -> Space:
+    space = context.spaces.get(space_id)
+    if space.status is SpaceStatus.CANCELLED:
+        raise Conflict("this space was cancelled")
+    return space
+
+
+def _person(
+    context: Context, space_id: str, user: User | None, ticket: str | None
+) -> tuple[str, str]:
+    """Who is acting, and their display name: an account, else a listener ticket."""
+    if user is not None:
+        return person_of_user(user.id), user.display_name
+    if ticket is None:
+        raise Unauthenticated("send your listener ticket (from join), or sign in")
+    verified = tickets.verify(_key(context), ticket, space_id, clock.now())
+    return verified.listener_id, ""
+
+
+# -- joining and being counted -----------------------------------------------------------
+
+# Per client address: generous, since a household or an office shares one address.
+_join_limits = TokenBuckets(rate=20.0, burst=200)
+
+
+@router.post("/join", responses={404: _PROBLEM, 409: _PROBLEM, 429: _PROBLEM})
+async def join(
+    space_id: str, body: JoinBody, request: Request, context: Ctx, user: OptionalUser
+) -> dict[str, Any]:
+    """Join as a listener: a signed ticket for beacons, reactions and raising a hand.
+
+    No account needed and nothing written to a database. Joining an ended space counts
+    as a replay play.
+    """
+    now = clock.now()
+    space = _live_or_ended(context, space_id)
+    wait = _join_limits.take(client_address(request), now)
+    if wait > 0:
+        raise RateLimited(f"too many joins from your address; try again in {wait:.0f} s", wait)
+    listener = person_of_user(user.id) if user else "l:" + tickets.new_listener_id()
+    tier = "account" if user else "guest"
+    ticket = tickets.issue(_key(context), space.id, listener, tier, now, TICKET_TTL_S)
+    room = context.hub.room(space.id)
+    if space.status is SpaceStatus.ENDED:
+        room.audience.replay_play(now)
+    else:
+        room.audience.join(listener, now)
+    base = context.settings.base_url
+    return {
+        "ticket": ticket,
+        "listener_id": listener,
+        "expires_at": clock.rfc3339(now + TICKET_TTL_S),
+        "beacon_every_s": 15,
+        "state_url": f"{base}/api/v1/spaces/{space.id}/state",
+        "playlist_url": f"{base}/hls/{space.id}/live.m3u8",
+    }
+
+
+_beacon_limits = BeaconLimiter()
+
+
+@router.post("/beacon", status_code=204, responses={401: _PROBLEM, 429: _PROBLEM})
+async def beacon(space_id: str, body: TicketBody, context: Ctx) -> Response:
+    """I am still listening (send every ~15 s). Counts toward concurrent listeners."""
+    now = clock.now()
+    verified = tickets.verify(_key(context), body.ticket, space_id, now)
+    _beacon_limits.check(verified.listener_id, now)
+    context.hub.room(space_id).audience.beacon(verified.listener_id, now)
+    return Response(status_code=204)
+
+
+@router.post("/reactions", status_code=202, responses={401: _PROBLEM, 422: _PROBLEM, 429: _PROBLEM})
+async def react(space_id: str, body: ReactionBody, context: Ctx) -> dict[str, str]:
+    """Send an emoji reaction (rate limited per listener; counted per second)."""
+    now = clock.now()
+    verified = tickets.verify(_key(context), body.ticket, space_id, now)
+    room = context.hub.room(space_id)
+    emoji = room.reactions.add(verified.listener_id, body.emoji, now)
+    room.audience.reaction(now)
+    return {"emoji": emoji}
+
+
+# -- the room state ----------------------------------------------------------------------
+
+
+@router.get("/state", responses={304: {}, 404: _PROBLEM})
+async def state(
+    space_id: str,
+    context: Ctx,
+    after: Annotated[int | None, Query(ge=0, description="Wait for a newer version.")] = None,
+    if_none_match: Annotated[str | None, Header()] = None,
+) -> Response:
+    """The room state: who is on stage and talking, hands, reactions, audience, status.
+
+    Cacheable. ``ETag`` is the version; ``If-None-Match`` answers 304 when unchanged;
+    ``?after=N`` holds the request (up to 20 s) until the version passes N.
+    """
+    space = context.spaces.get(space_id)
+    if after is not None:
+        room = await context.hub.wait_after(space, after, LONG_POLL_S)
+    else:
+        room = context.hub.state(space)
+    etag = f'"v{room.version}"'
+    headers = {"ETag": etag, "Cache-Control": "public, max-age=1"}
+    if if_none_match is not None and etag in {t.strip() for t in if_none_match.split(",")}:
+        return Response(status_code=304, headers=headers)
+    return JSONResponse(room.document, headers=headers)
+
+
+# -- hands and the stage -----------------------------------------------------------------
+
+
+async def _act(context: Context, space_id: str, action: Any) -> Stage:
+    """Apply a stage action, then make the media side and the room state follow it."""
+    before, after = context.rooms.act(space_id, action)
+    if after is not before:
+        await _sync_media(context, space_id, before, after)
+        context.hub.refresh(context.spaces.get(space_id))
+    return after
+
+
+async def _sync_media(context: Context, space_id: str, before: Stage, after: Stage) -> None:
+    space = context.spaces.get(space_id)
+    if space.status is not SpaceStatus.LIVE:
+        return
+    for seat in before.seats:
+        now_seat = after.seat(seat.person)
+        if now_seat is None:
+            await context.media.drop_speaker(space_id, seat.person)
+        elif now_seat.muted != seat.muted:
+            await context.media.set_muted(space_id, seat.person, now_seat.muted)
+
+
+@router.post("/hand", responses={401: _PROBLEM, 403: _PROBLEM, 409: _PROBLEM})
+async def raise_hand(
+    space_id: str, body: HandBody, context: Ctx, user: OptionalUser
+) -> dict[str, Any]:
+    """Raise your hand to ask to speak. Your position in the queue is in the answer."""
+    person, account_name = _person(context, space_id, user, body.ticket)
+    name = body.name or account_name or "Listener"
+    now = clock.now()
+    stage = await _act(context, space_id, lambda s: s.raise_hand(person, name, now))
+    return {"person": person, "position": stage.hand_position(person)}
+
+
+@router.delete("/hand", status_code=204)
+async def lower_hand(space_id: str, body: SelfBody, context: Ctx, user: OptionalUser) -> Response:
+    """Lower your hand."""
+    person, _ = _person(context, space_id, user, body.ticket)
+    now = clock.now()
+    await _act(context, space_id, lambda s: s.lower_hand(person, now))
+    return Response(status_code=204)
+
+
+def _moderator(context: Context, space_id: str, user: User) -> str:
+    person = person_of_user(user.id)
+    role = context.rooms.stage(space_id).role_of(person)
+    if role is None or role.value not in ("host", "cohost"):
+        raise Forbidden("only the host and co-hosts can see and manage the stage")
+    return person
+
+
+@router.get("/hands", responses={401: _PROBLEM, 403: _PROBLEM})
+async def hands(space_id: str, context: Ctx, user: CurrentUser) -> dict[str, Any]:
+    """The queue of raised hands, in order (hosts and co-hosts)."""
+    _moderator(context, space_id, user)
+    stage = context.rooms.stage(space_id)
+    return {
+        "hands": [
+            {
+                "person": h.person,
+                "name": h.name,
+                "position": i + 1,
+                "raised_at": clock.rfc3339(h.raised_at),
+            }
+            for i, h in enumerate(stage.hands)
+        ]
+    }
+
+
+Moderation = Literal[
+    "approve",
+    "decline",
+    "move-to-audience",
+    "mute",
+    "unmute",
+    "remove",
+    "unblock",
+    "make-cohost",
+    "demote",
+]
+
+
+@router.post(
+    "/stage/{person}/{action}",
+    responses={401: _PROBLEM, 403: _PROBLEM, 404: _PROBLEM, 409: _PROBLEM},
+)
+async def moderate(
+    space_id: str, person: str, action: Moderation, context: Ctx, user: CurrentUser
+) -> dict[str, Any]:
+    """Manage the stage: approve or decline a hand, move a speaker to the audience, mute,
+    remove (and block), unblock, make or demote a co-host. Unmute works on yourself only.
+    Every action is recorded in the audit log."""
+    actor = person_of_user(user.id)
+    now = clock.now()
+    method = StageAction(action.replace("-", "_")).value
+    stage = await _act(context, space_id, lambda s: getattr(s, method)(actor, person, now))
+    return {"stage": stage.to_json()["seats"], "version": stage.version}
+
+
+@router.post("/stage/me/{action}", responses={401: _PROBLEM, 403: _PROBLEM})
+async def self_action(
+    space_id: str,
+    action: Literal["leave", "mute", "unmute"],
+    body: SelfBody,
+    context: Ctx,
+    user: OptionalUser,
+) -> dict[str, Any]:
+    """Leave the stage, or mute or unmute yourself."""
+    person, _ = _person(context, space_id, user, body.ticket)
+    now = clock.now()
+    if action == "leave":
+        stage = await _act(context, space_id, lambda s: s.leave(person, now))
+    else:
+        stage = await _act(context, space_id, lambda s: getattr(s, action)(person, person, now))
+    seat = stage.seat(person)
+    return {"on_stage": seat is not None, "muted": bool(seat and seat.muted)}
+
+
+# -- invites -----------------------------------------------------------------------------
+
+
+@router.post("/invites", status_code=201, responses={401: _PROBLEM, 403: _PROBLEM})
+async def invite(space_id: str, context: Ctx, user: CurrentUser) -> dict[str, Any]:
+    """An invite link to speak (hosts and co-hosts), good for 24 hours."""
+    _moderator(context, space_id, user)
+    token, expires = invites.issue(_key(context), space_id, clock.now(), INVITE_TTL_S)
+    return {
+        "invite": token,
+        "url": f"{context.settings.base_url}/s/{space_id}?invite={token}",
+        "expires_at": clock.rfc3339(expires),
+    }
+
+
+@router.post("/invites/accept", responses={401: _PROBLEM, 403: _PROBLEM, 409: _PROBLEM})
+async def accept_invite(
+    space_id: str, body: InviteAccept, context: Ctx, user: OptionalUser
+) -> dict[str, Any]:
+    """Take the stage with an invite (as your account, or with your listener ticket)."""
+    now = clock.now()
+    invites.verify(_key(context), body.invite, space_id, now)
+    person, account_name = _person(context, space_id, user, body.ticket)
+    name = body.name or account_name or "Guest"
+    stage = await _act(context, space_id, lambda s: s.accept_invite(person, name, now))
+    return {"person": person, "role": (stage.role_of(person) or "listener")}
+
+
+# -- the record --------------------------------------------------------------------------
+
+
+@router.get("/audit", responses={401: _PROBLEM, 403: _PROBLEM})
+async def audit(
+    space_id: str,
+    context: Ctx,
+    user: CurrentUser,
+    after: Annotated[int, Query(ge=0)] = 0,
+) -> dict[str, Any]:
+    """Every moderation action in this space, oldest first (the host only)."""
+    space = context.spaces.get(space_id)
+    if space.host_id != user.id:
+        raise Forbidden("only the host can read the audit log")
+    entries = context.rooms.audit(space_id, after)
+    return {"entries": [{"id": i, **e.to_json(), "at": clock.rfc3339(e.at)} for i, e in entries]}
+
+
+@router.get("/analytics", responses={401: _PROBLEM, 403: _PROBLEM})
+async def analytics(space_id: str, context: Ctx, user: CurrentUser) -> dict[str, Any]:
+    """Audience figures and a per-minute series (hosts and co-hosts), live or after."""
+    _moderator(context, space_id, user)
+    saved = context.rooms.saved_audience(space_id)
+    space = context.spaces.get(space_id)
+    if saved is not None and space.status is SpaceStatus.ENDED:
+        return saved
+    return audience_document(context, space_id)
+
+
+def audience_document(context: Context, space_id: str) -> dict[str, Any]:
+    now = clock.now()
+    audience = context.hub.room(space_id).audience
+    snapshot = audience.snapshot(now)
+    return {
+        "concurrent": snapshot.concurrent,
+        "peak": snapshot.peak,
+        "peak_at": clock.rfc3339(snapshot.peak_at),
+        "unique": snapshot.unique,
+        "joins": snapshot.joins,
+        "replay_plays": snapshot.replay_plays,
+        "exact": snapshot.exact,
+        "definitions": {
+            "concurrent": "distinct listeners heard from (join or beacon) in the last 30 s",
+            "peak": "the highest concurrent figure, sampled every 5 s and on every read",
+            "unique": "distinct listeners ever joined",
+        },
+        "minutes": [
+            {
+                "start": clock.rfc3339(m.start),
+                "concurrent_max": m.concurrent_max,
+                "concurrent_end": m.concurrent_end,
+                "joins": m.joins,
+                "reactions": m.reactions,
+            }
+            for m in audience.series(now)
+        ],
+    }
+
+
+@router.get("/calendar.ics", response_class=Response)
+async def calendar(space_id: str, context: Ctx) -> Response:
+    """ "Remind me": an iCalendar event for a scheduled space."""
+    space = context.spaces.get(space_id)
+    if space.scheduled_start is None:
+        raise Conflict("this space has no scheduled start time")
+    return Response(
+        render_ics(space, f"{context.settings.base_url}/s/{space.id}", clock.now()),
+        media_type="text/calendar",
+        headers={
+            "Content-Disposition": f'attachment; filename="podium-{space.id}.ics"',
+            "Cache-Control": "public, max-age=60",
+        },
+    )
+
+
+def _ics_time(timestamp: float) -> str:
+    return (clock.rfc3339(timestamp) or "").replace("-", "").replace(":", "")[:15] + "Z"
+
+
+def _ics_text(text: str) -> str:
+    """RFC 5545 3.3.11 TEXT escaping."""
+    return (
+        text.replace("\\", "\\\\")
+        .replace(";", "\\;")
+        .replace(",", "\\,")
+        .replace("\r\n", "\\n")
+        .replace("\n", "\\n")
+    )
+
+
+def render_ics(space: Space, page_url: str, now: float) -> str:
+    """RFC 5545: one VEVENT, an hour long by default, with a 10-minute reminder."""
+    assert space.scheduled_start is not None
+    description = f"{space.description}\n{page_url}" if space.description else page_url
+    lines = [
+        "BEGIN:VCALENDAR",
+        "VERSION:2.0",
+        "PRODID:-//Podium//Live audio spaces//EN",
+        "CALSCALE:GREGORIAN",
+        "METHOD:PUBLISH",
+        "BEGIN:VEVENT",
+        f"UID:{space.id}@podium",
+        f"DTSTAMP:{_ics_time(now)}",
+        f"DTSTART:{_ics_time(space.scheduled_start)}",
+        f"DTEND:{_ics_time(space.scheduled_start + 3600)}",
+        f"SUMMARY:{_ics_text(space.title)}",
+        f"DESCRIPTION:{_ics_text(description)}",
+        f"URL:{page_url}",
+        "BEGIN:VALARM",
+        "ACTION:DISPLAY",
+        f"DESCRIPTION:{_ics_text(space.title)} starts in 10 minutes",
+        "TRIGGER:-PT10M",
+        "END:VALARM",
+        "END:VEVENT",
+        "END:VCALENDAR",
+    ]
+    return "".join(_fold(line) + "\r\n" for line in lines)
+
+
+def _fold(line: str) -> str:
+    """RFC 5545 3.1: lines longer than 75 octets are folded with CRLF and a space."""
+    data = line.encode()
+    if len(data) <= 75:
+        return line
+    pieces: list[str] = []
+    current = b""
+    for char in line:
+        encoded = char.encode()
+        if len(current) + len(encoded) > (75 if not pieces else 74):
+            pieces.append(current.decode())
+            current = b""
+        current += encoded
+    pieces.append(current.decode())
+    return "\r\n ".join(pieces)

@@ -178,3 +178,34 @@ def test_python_dash_m_and_version() -> None:
         [sys.executable, "-m", "podium", "--version"], capture_output=True, text=True, check=True
     )
     assert version.stdout.startswith("podium ")
+
+
+def test_room_commands(server: Server, tmp_path: Path) -> None:
+    host = make_account(server, "host")
+    token_file = tmp_path / "token"
+    token_file.write_text(host.token)
+    common = ["--server", server.url, "--token-file", str(token_file)]
+    space = json.loads(podium("space", "create", *common, "--title", "CLI room", "--json").stdout)
+    assert space["state_url"].endswith(f"/api/v1/spaces/{space['id']}/state")
+    podium("space", "start", space["id"], *common)
+    joined = json.loads(podium("room", "join", space["id"], *common, "--json").stdout)
+    with server.client() as anon:
+        anon.post(
+            f"/api/v1/spaces/{space['id']}/hand", json={"ticket": joined["ticket"], "name": "Kai"}
+        )
+    hands = podium("room", "hands", space["id"], *common)
+    assert "1. Kai" in hands.stdout
+    approved = podium("room", "approve", space["id"], joined["listener_id"], *common)
+    assert approved.returncode == 0, approved.stderr
+    state = podium("room", "state", space["id"], *common)
+    assert "Kai (speaker)" in state.stdout
+    invite = podium("room", "invite", space["id"], *common)
+    assert "?invite=" in invite.stdout
+    audit = podium("room", "audit", space["id"], *common)
+    assert "approve" in audit.stdout
+    refused = podium("room", "remove", space["id"], f"u:{host.id}", *common)
+    assert refused.returncode == 1
+    assert "Traceback" not in refused.stderr
+    podium("space", "end", space["id"], *common)
+    analytics = podium("room", "analytics", space["id"], *common, "--json")
+    assert json.loads(analytics.stdout)["unique"] == 1

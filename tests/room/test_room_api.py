@@ -30,11 +30,9 @@ def _start(server: Server, host: Account, space: dict[str, str]) -> None:
         assert client.post(f"/api/v1/spaces/{space['id']}/start").status_code == 200
 
 
-def _join(
-    server: Server, space_id: str, name: str = "", token: str | None = None
-) -> dict[str, str]:
+def _join(server: Server, space_id: str, token: str | None = None) -> dict[str, str]:
     with server.client(token) as client:
-        joined = client.post(f"/api/v1/spaces/{space_id}/join", json={"display_name": name})
+        joined = client.post(f"/api/v1/spaces/{space_id}/join")
         assert joined.status_code == 200, joined.text
     return dict(joined.json())
 
@@ -51,7 +49,7 @@ def test_request_to_speak_end_to_end_heard_in_the_program(server: Server) -> Non
     host = make_account(server, "host")
     space = _space(server, host)
     _start(server, host, space)
-    listener = _join(server, space["id"], "Ana")
+    listener = _join(server, space["id"])
     base = f"{server.url}/api/v1/spaces/{space['id']}"
 
     with httpx.Client(timeout=10) as http:
@@ -134,11 +132,12 @@ def test_moderation_reaches_the_media_and_the_audit_log(server: Server) -> None:
         assert _person(guest) not in [s["person"] for s in client_state["stage"]]  # type: ignore[union-attr]
     with server.client(host.token) as client:
         client.post(f"{base}/end")
-    # While muted the guest was silent, before it their tone was there.
+    # Their tone was there until the host muted them (after ~2 s), and never after.
     program = decode(space["playlist_url"])
     spans = loud_spans(program)
-    assert len(spans) == 1
-    assert 1.0 < (spans[0][1] - spans[0][0]) / RATE < 3.5
+    heard = sum(end - start for start, end in spans) / RATE
+    assert 1.0 < heard < 3.5
+    assert (spans[-1][1] - spans[0][0]) / RATE < 3.5
 
 
 ACTIONS = ("approve", "decline", "move-to-audience", "mute", "remove", "make-cohost", "demote")
@@ -204,15 +203,14 @@ def test_room_state_versions_etag_and_long_poll(server: Server) -> None:
     host = make_account(server, "host")
     space = _space(server, host)
     url = f"{server.url}/api/v1/spaces/{space['id']}/state"
+    assert _join(server, space["id"])["ticket"]  # scheduled spaces take joins too
+    time.sleep(1.2)  # the audience figure changes the document once
     first = httpx.get(url)
     assert first.headers["cache-control"] == "public, max-age=1"
     etag, version = first.headers["etag"], first.json()["version"]
     assert etag == f'"v{version}"'
     assert first.json()["status"] == "scheduled"
     assert httpx.get(url, headers={"If-None-Match": etag}).status_code == 304
-
-    listener = _join(server, space["id"]) if False else None  # scheduled spaces take joins too
-    del listener
     woke: dict[str, object] = {}
 
     def long_poll() -> None:
@@ -220,6 +218,7 @@ def test_room_state_versions_etag_and_long_poll(server: Server) -> None:
         answer = httpx.get(url, params={"after": version}, timeout=30)
         woke["after_s"] = time.monotonic() - started
         woke["version"] = answer.json()["version"]
+        woke["status"] = answer.json()["status"]
 
     poller = threading.Thread(target=long_poll)
     poller.start()
@@ -227,6 +226,7 @@ def test_room_state_versions_etag_and_long_poll(server: Server) -> None:
     _start(server, host, space)  # a change: the waiting request answers with it
     poller.join(timeout=30)
     assert woke["version"] == version + 1  # type: ignore[operator]
+    assert woke["status"] == "live"
     assert woke["after_s"] < 15  # woken by the change, not by the 20 s timeout
     live = httpx.get(url).json()
     assert live["status"] == "live"
@@ -238,7 +238,7 @@ def test_room_state_is_right_under_concurrent_changes(server: Server) -> None:
     host = make_account(server, "host")
     space = _space(server, host)
     _start(server, host, space)
-    listeners = [_join(server, space["id"], f"L{i}") for i in range(40)]
+    listeners = [_join(server, space["id"]) for _ in range(40)]
 
     def raise_hand(listener: dict[str, str]) -> int:
         answer = httpx.post(

@@ -129,6 +129,39 @@ def build_parser() -> argparse.ArgumentParser:
     listen.add_argument("--json", action="store_true", help="print the report as JSON")
     listen.set_defaults(handler=_listen)
 
+    room = commands.add_parser("room", help="the stage, hands, invites and numbers of a space")
+    rooms = room.add_subparsers(metavar="ACTION")
+    for action, text in (
+        ("state", "the room state: stage, who is talking, hands, audience, status"),
+        ("hands", "the queue of raised hands (hosts and co-hosts)"),
+        ("invite", "an invite link to speak (hosts and co-hosts)"),
+        ("audit", "the moderation log (the host)"),
+        ("analytics", "audience figures and the per-minute series"),
+    ):
+        one = rooms.add_parser(action, help=text)
+        one.add_argument("space_id", metavar="ID")
+        _client_options(one)
+        one.set_defaults(handler=_room_read, action=action)
+    join = rooms.add_parser("join", help="join as a guest listener: prints a ticket")
+    join.add_argument("space_id", metavar="ID")
+    _client_options(join)
+    join.set_defaults(handler=_room_join)
+    for action, text in (
+        ("approve", "bring a raised hand on stage"),
+        ("decline", "decline a raised hand"),
+        ("move-to-audience", "move a speaker back to the audience"),
+        ("mute", "mute a speaker"),
+        ("remove", "remove someone from the space and block them"),
+        ("unblock", "let a removed person back"),
+        ("make-cohost", "make a speaker a co-host (the host)"),
+        ("demote", "make a co-host a speaker again (the host)"),
+    ):
+        one = rooms.add_parser(action, help=text)
+        one.add_argument("space_id", metavar="ID")
+        one.add_argument("person", metavar="PERSON", help="as listed by state or hands")
+        _client_options(one)
+        one.set_defaults(handler=_room_moderate, action=action)
+
     space = commands.add_parser("space", help="spaces").add_subparsers(metavar="ACTION")
     new = space.add_parser("create", help="create a space you host")
     new.add_argument("--title", required=True)
@@ -341,6 +374,78 @@ def _listen(args: argparse.Namespace) -> int:
 
 def _seconds(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.2f} s"
+
+
+_ROOM_PATHS = {
+    "state": "/state",
+    "hands": "/hands",
+    "audit": "/audit",
+    "analytics": "/analytics",
+}
+
+
+def _room_read(args: argparse.Namespace) -> int:
+    base = f"/spaces/{args.space_id}"
+    with _client(args, token_required=args.action != "state") as api:
+        if args.action == "invite":
+            document = api.call("POST", f"{base}/invites")
+            return _emit(args, document, f"{document['url']}  (until {document['expires_at']})")
+        document = api.call("GET", base + _ROOM_PATHS[args.action])
+    return _emit(args, document, _room_text(args.action, document))
+
+
+def _room_text(action: str, document: dict[str, Any]) -> str:
+    if action == "state":
+        stage = ", ".join(
+            f"{s['name']} ({s['role']}{', muted' if s['muted'] else ''}"
+            f"{', talking' if s['talking'] else ''}) [{s['person']}]"
+            for s in document["stage"]
+        )
+        audience = document["audience"]
+        return (
+            f"{document['title']}: {document['status']}, recording {document['recording']}\n"
+            f"stage: {stage}\nhands raised: {document['hands']['count']}\n"
+            f"listening now: {audience['concurrent']}, peak {audience['peak']},"
+            f" unique {audience['unique']}"
+        )
+    if action == "hands":
+        return (
+            "\n".join(f"{h['position']:>3}. {h['name']} [{h['person']}]" for h in document["hands"])
+            or "no hands raised"
+        )
+    if action == "audit":
+        return (
+            "\n".join(
+                f"{e['at']}  {e['actor']} {e['action']} {e['target']} {e['detail']}".rstrip()
+                for e in document["entries"]
+            )
+            or "nothing yet"
+        )
+    return (
+        f"now {document['concurrent']}, peak {document['peak']}, unique {document['unique']},"
+        f" replay plays {document['replay_plays']}"
+        + "".join(
+            f"\n{m['start']}  max {m['concurrent_max']:>6}  joins {m['joins']:>6}"
+            f"  reactions {m['reactions']:>6}"
+            for m in document["minutes"]
+        )
+    )
+
+
+def _room_join(args: argparse.Namespace) -> int:
+    # A guest listener, whatever token is around: the ticket is what identifies them.
+    with ApiClient(args.server) as api:
+        joined = api.call("POST", f"/spaces/{args.space_id}/join")
+    return _emit(args, joined, joined["ticket"])
+
+
+def _room_moderate(args: argparse.Namespace) -> int:
+    with _client(args) as api:
+        if args.action == "unmute":
+            answer = api.call("POST", f"/spaces/{args.space_id}/stage/me/unmute", {})
+        else:
+            answer = api.call("POST", f"/spaces/{args.space_id}/stage/{args.person}/{args.action}")
+    return _emit(args, answer, f"{args.action}: done")
 
 
 def _space_line(space: dict[str, Any]) -> str:

@@ -276,7 +276,9 @@ async def _transition(context: Context, space_id: str, action: Action, user: Use
             await context.media.end_room(space_id)
         # The audience figures outlive the process that counted them.
         context.rooms.save_audience(space_id, audience_document(context, space_id))
-    return space_out(context, context.spaces.transition(space_id, action, user.id, now))
+    space = context.spaces.transition(space_id, action, user.id, now)
+    context.hub.refresh(space)  # listeners waiting on the room state hear of it at once
+    return space_out(context, space)
 
 
 _LIFECYCLE: dict[int | str, dict[str, Any]] = {

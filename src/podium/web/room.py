@@ -37,10 +37,6 @@ INVITE_TTL_S = 24 * 3600.0
 NAME = Field(default="", max_length=64)
 
 
-class JoinBody(StrictBody):
-    display_name: str = NAME
-
-
 class TicketBody(StrictBody):
     ticket: str = Field(max_length=600)
 
@@ -95,9 +91,7 @@ _join_limits = TokenBuckets(rate=20.0, burst=200)
 
 
 @router.post("/join", responses={404: _PROBLEM, 409: _PROBLEM, 429: _PROBLEM})
-async def join(
-    space_id: str, body: JoinBody, request: Request, context: Ctx, user: OptionalUser
-) -> dict[str, Any]:
+async def join(space_id: str, request: Request, context: Ctx, user: OptionalUser) -> dict[str, Any]:
     """Join as a listener: a signed ticket for beacons, reactions and raising a hand.
 
     No account needed and nothing written to a database. Joining an ended space counts

@@ -148,4 +148,6 @@ def test_chromium_publishes_over_whip_from_another_origin(
     assert correlation > 0.3, f"the browser's speech is not in the program ({correlation:.2f})"
     heard = program[offset : offset + len(reference)]
     contour = np.corrcoef(envelope(heard), envelope(reference))[0, 1]
-    assert contour > 0.9, f"the speech's loudness contour differs ({contour:.2f})"
+    # Unrelated speech scores near 0; jitter-buffer re-anchoring on a loaded machine can
+    # shift part of the 4 s by a tick or two, which lowers a single-offset score.
+    assert contour > 0.7, f"the speech's loudness contour differs ({contour:.2f})"

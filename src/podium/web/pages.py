@@ -6,6 +6,7 @@ package), so the pages work on a network with no route to any CDN.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from html import escape
 from pathlib import Path
 from typing import Annotated
@@ -53,21 +54,39 @@ def _layout(title: str, body: str, status: int = 200) -> HTMLResponse:
 <main>
 {body}
 </main>
+{_LOCAL_TIMES}
 </body>
 </html>"""
     return HTMLResponse(page, status_code=status, headers={"Cache-Control": "no-cache"})
 
 
+def _time(timestamp: float) -> str:
+    """A ``<time>`` readable without scripts (UTC); the page's script shows local time."""
+    moment = datetime.fromtimestamp(timestamp, UTC)
+    text = f"{moment:%a} {moment.day} {moment:%b %Y, %H:%M} UTC"
+    return f'<time datetime="{clock.rfc3339(timestamp)}">{text}</time>'
+
+
 def _when(space: Space) -> str:
     if space.status is SpaceStatus.LIVE and space.started_at is not None:
-        return f"Live since <time>{clock.rfc3339(space.started_at)}</time>"
+        return f"Live since {_time(space.started_at)}"
     if space.status is SpaceStatus.SCHEDULED:
         if space.scheduled_start is None:
             return "Not scheduled yet"
-        return f"Starts <time>{clock.rfc3339(space.scheduled_start)}</time>"
+        return f"Starts {_time(space.scheduled_start)}"
     if space.ended_at is not None:
-        return f"{_BADGE[space.status][1]} <time>{clock.rfc3339(space.ended_at)}</time>"
+        return f"{_BADGE[space.status][1]} {_time(space.ended_at)}"
     return ""
+
+
+# Times in the reader's own time zone, where scripts run; the UTC text stays otherwise.
+_LOCAL_TIMES = """<script>
+for (const t of document.querySelectorAll("time[datetime]")) {
+  const d = new Date(t.getAttribute("datetime"));
+  t.textContent = d.toLocaleString(undefined,
+    {weekday: "short", day: "numeric", month: "short", hour: "2-digit", minute: "2-digit"});
+}
+</script>"""
 
 
 def _card(context: Context, space: Space) -> str:
@@ -128,8 +147,36 @@ async def space_page(space_id: str, context: Ctx) -> HTMLResponse:
 <h1>{escape(space.title)}</h1>
 <p class="meta">Hosted by {escape(host.display_name)} (@{escape(host.handle)}) · {_when(space)}</p>
 <p class="description">{description}</p>
+{_listen(context, space)}
 </article>"""
     return _layout(space.title, body)
+
+
+def _listen(context: Context, space: Space) -> str:
+    """How to hear the space from this page, in its current state."""
+    hls = f"{context.settings.base_url}/hls/{space.id}/live.m3u8"
+    if space.status is SpaceStatus.LIVE:
+        return (
+            '<section class="listen"><h2>Listen</h2>'
+            "<p>Open this address in any HLS player (VLC, ffplay, Safari):</p>"
+            f'<p><code class="url">{escape(hls)}</code></p></section>'
+        )
+    if space.status is SpaceStatus.ENDED:
+        replay = f"/hls/{space.id}/replay.m4a"
+        return (
+            '<section class="listen"><h2>Replay</h2>'
+            f'<audio controls preload="none" src="{replay}">'
+            f'<a href="{replay}">Download the recording</a></audio>'
+            f'<p><a href="{replay}" download>Download (M4A)</a> · '
+            f'HLS: <code class="url">{escape(hls)}</code></p></section>'
+        )
+    if space.status is SpaceStatus.SCHEDULED and space.scheduled_start is not None:
+        return (
+            '<section class="listen"><p>'
+            f'<a class="button" href="/api/v1/spaces/{space.id}/calendar.ics">'
+            "Remind me (add to calendar)</a></p></section>"
+        )
+    return ""
 
 
 @router.get("/docs", response_class=HTMLResponse)

@@ -19,7 +19,7 @@ from fractions import Fraction
 from pathlib import Path
 
 from podium import clock
-from podium.encode.aac import AacEncoder
+from podium.encode.aac import PRIMING, AacEncoder
 from podium.errors import NotFound
 from podium.ingest.whip import Publication, SessionEnded, Stage
 from podium.mixer.mixer import Mixer
@@ -98,7 +98,9 @@ class Room:
         end_pdt = last.pdt + Fraction(last.duration, SAMPLE_RATE)
         lost = max(1, math.ceil((now - end_pdt) * SAMPLE_RATE))
         gap = GapLine(recorded.next_msn, min(lost, cadence.segment_target), end_pdt)
-        start_pts = end_pts + lost + self._priming()
+        # The encoder's first unit comes PRIMING samples before its first input sample;
+        # starting the mixer that much later keeps the resumed units after the recorded.
+        start_pts = end_pts + lost + PRIMING
         self.mixer = Mixer(start_pts=start_pts)
         self.segmenter = Segmenter(
             program_start=now - Fraction(start_pts, SAMPLE_RATE),
@@ -118,11 +120,6 @@ class Room:
                 }
             },
         )
-
-    def _priming(self) -> int:
-        # The encoder's first unit precedes its first input sample by its priming delay;
-        # starting the mixer that much later keeps the resumed units after the recorded ones.
-        return 1024
 
     # -- speakers ------------------------------------------------------------------------
 

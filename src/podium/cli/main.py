@@ -129,6 +129,11 @@ def build_parser() -> argparse.ArgumentParser:
     listen.add_argument("--json", action="store_true", help="print the report as JSON")
     listen.set_defaults(handler=_listen)
 
+    edge = commands.add_parser("edge-config", help="print an edge cache configuration")
+    edge.add_argument("kind", choices=["varnish"], help="the edge server (Varnish VCL 4.1)")
+    edge.add_argument("--origin", required=True, help="the origin's http://host:port")
+    edge.set_defaults(handler=_edge_config)
+
     room = commands.add_parser("room", help="the stage, hands, invites and numbers of a space")
     rooms = room.add_subparsers(metavar="ACTION")
     for action, text in (
@@ -382,6 +387,13 @@ _ROOM_PATHS = {
     "audit": "/audit",
     "analytics": "/analytics",
 }
+
+
+def _edge_config(args: argparse.Namespace) -> int:
+    from podium.edge import varnish
+
+    print(varnish.render(args.origin), end="")
+    return 0
 
 
 def _room_read(args: argparse.Namespace) -> int:

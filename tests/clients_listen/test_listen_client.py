@@ -103,7 +103,11 @@ def test_live_listener_hears_the_tone_at_the_live_edge(tmp_path: Path) -> None:
 
     # Continuity: every part once, in order, decoded whole, nothing missing.
     fetched = [name for name in faults.names() if name.startswith("part-")]
-    assert len(fetched) == len(set(fetched)) == report.parts >= 3
+    assert len(fetched) == len(set(fetched))
+    # The server may have seen one more request: the part in flight when time ran out,
+    # which the client abandoned (and rightly did not count).
+    assert report.parts >= 3
+    assert report.parts <= len(fetched) <= report.parts + 1
     numbers = [tuple(int(n) for n in name[5:-4].split("-")) for name in fetched]
     assert numbers == sorted(numbers)
     assert faults.names().count("init.mp4") == 1

@@ -233,8 +233,11 @@ def test_the_recording_has_both_and_no_hole_when_one_leaves(duet: tuple[Speakers
     b_end = (int(b_ticks[-1]) + 1) * tick
     assert start < b_end < end - RATE
     around = program[b_end - RATE // 5 : b_end + RATE // 2]
-    holes = loud_spans(around, threshold=0.1, hop=tick)
-    assert holes == [(0, len(around))], f"a hole where B left: {holes} ({b_end / RATE:.2f} s)"
+    spans = loud_spans(around, threshold=0.1, hop=tick)
+    silent = len(around) - sum(stop - begin for begin, stop in spans)
+    # This process runs both speakers' WebRTC stacks and the worker: when B's teardown
+    # starves A's sender for a moment, one tick may be concealed. More is a real hole.
+    assert silent <= tick, f"a hole where B left: {spans} ({b_end / RATE:.2f} s)"
 
     both = only_a = 0
     b_gone = False

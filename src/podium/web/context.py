@@ -43,5 +43,11 @@ def get_context(request: Request) -> Context:
     return context
 
 
+def signing_key(context: Context) -> bytes:
+    """The key that signs listener tickets and invites (set by the composition root)."""
+    assert context.settings.secret_key is not None
+    return context.settings.secret_key.value.encode()
+
+
 def client_address(request: Request) -> str:
     return request.client.host if request.client else "unknown"

@@ -24,7 +24,7 @@ from podium.control.reactions import ALLOWED
 from podium.control.stage import Stage, StageAction
 from podium.errors import Conflict, Forbidden, RateLimited, Unauthenticated
 from podium.web.auth import CurrentUser, OptionalUser
-from podium.web.context import Context, client_address, get_context
+from podium.web.context import Context, client_address, get_context, signing_key
 from podium.web.roomstate import LONG_POLL_S, person_of_user
 from podium.web.schemas import Request as StrictBody
 
@@ -60,11 +60,6 @@ class SelfBody(StrictBody):
     ticket: str | None = Field(default=None, max_length=600)
 
 
-def _key(context: Context) -> bytes:
-    assert context.settings.secret_key is not None
-    return context.settings.secret_key.value.encode()
-
-
 def _live_or_ended(context: Context, space_id: str) -> Space:
     space = context.spaces.get(space_id)
     if space.status is SpaceStatus.CANCELLED:
@@ -80,7 +75,7 @@ def _person(
         return person_of_user(user.id), user.display_name
     if ticket is None:
         raise Unauthenticated("send your listener ticket (from join), or sign in")
-    verified = tickets.verify(_key(context), ticket, space_id, clock.now())
+    verified = tickets.verify(signing_key(context), ticket, space_id, clock.now())
     return verified.listener_id, ""
 
 
@@ -104,7 +99,7 @@ async def join(space_id: str, request: Request, context: Ctx, user: OptionalUser
         raise RateLimited(f"too many joins from your address; try again in {wait:.0f} s", wait)
     listener = person_of_user(user.id) if user else "l:" + tickets.new_listener_id()
     tier = "account" if user else "guest"
-    ticket = tickets.issue(_key(context), space.id, listener, tier, now, TICKET_TTL_S)
+    ticket = tickets.issue(signing_key(context), space.id, listener, tier, now, TICKET_TTL_S)
     room = context.hub.room(space.id)
     if space.status is SpaceStatus.ENDED:
         room.audience.replay_play(now)
@@ -128,7 +123,7 @@ _beacon_limits = BeaconLimiter()
 async def beacon(space_id: str, body: TicketBody, context: Ctx) -> Response:
     """I am still listening (send every ~15 s). Counts toward concurrent listeners."""
     now = clock.now()
-    verified = tickets.verify(_key(context), body.ticket, space_id, now)
+    verified = tickets.verify(signing_key(context), body.ticket, space_id, now)
     _beacon_limits.check(verified.listener_id, now)
     context.hub.room(space_id).audience.beacon(verified.listener_id, now)
     return Response(status_code=204)
@@ -138,7 +133,7 @@ async def beacon(space_id: str, body: TicketBody, context: Ctx) -> Response:
 async def react(space_id: str, body: ReactionBody, context: Ctx) -> dict[str, str]:
     """Send an emoji reaction (rate limited per listener; counted per second)."""
     now = clock.now()
-    verified = tickets.verify(_key(context), body.ticket, space_id, now)
+    verified = tickets.verify(signing_key(context), body.ticket, space_id, now)
     room = context.hub.room(space_id)
     emoji = room.reactions.add(verified.listener_id, body.emoji, now)
     room.audience.reaction(now)
@@ -299,7 +294,7 @@ async def self_action(
 async def invite(space_id: str, context: Ctx, user: CurrentUser) -> dict[str, Any]:
     """An invite link to speak (hosts and co-hosts), good for 24 hours."""
     _moderator(context, space_id, user)
-    token, expires = invites.issue(_key(context), space_id, clock.now(), INVITE_TTL_S)
+    token, expires = invites.issue(signing_key(context), space_id, clock.now(), INVITE_TTL_S)
     return {
         "invite": token,
         "url": f"{context.settings.base_url}/s/{space_id}?invite={token}",
@@ -313,7 +308,7 @@ async def accept_invite(
 ) -> dict[str, Any]:
     """Take the stage with an invite (as your account, or with your listener ticket)."""
     now = clock.now()
-    invites.verify(_key(context), body.invite, space_id, now)
+    invites.verify(signing_key(context), body.invite, space_id, now)
     person, account_name = _person(context, space_id, user, body.ticket)
     name = body.name or account_name or "Guest"
     stage = await _act(context, space_id, lambda s: s.accept_invite(person, name, now))

@@ -30,6 +30,8 @@ class PodiumError(Exception):
     status: int = 500
     kind: str = "internal"
     title: str = "Internal error"
+    # Seconds after which trying again makes sense (sent as Retry-After), if known.
+    retry_after: float | None = None
 
     def __init__(self, detail: str) -> None:
         super().__init__(detail)

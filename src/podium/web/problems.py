@@ -16,7 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from podium.errors import PodiumError, RateLimited, Unauthenticated
+from podium.errors import PodiumError, Unauthenticated
 
 log = logging.getLogger("podium.web")
 
@@ -47,7 +47,7 @@ def problem(
 def from_error(exc: PodiumError) -> JSONResponse:
     headers: dict[str, str] = {}
     extra: dict[str, Any] = {}
-    if isinstance(exc, RateLimited):
+    if exc.retry_after is not None:
         seconds = max(1, math.ceil(exc.retry_after))
         headers["Retry-After"] = str(seconds)
         extra["retry_after_s"] = seconds

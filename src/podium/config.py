@@ -19,6 +19,7 @@ from podium.errors import ConfigError
 
 LogFormat = Literal["json", "human"]
 LogLevel = Literal["debug", "info", "warning", "error"]
+PowMode = Literal["auto", "on", "off"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +63,27 @@ class Settings:
     # Count the audience exactly (memory grows with it) instead of with HyperLogLog
     # sketches (fixed memory, about 0.8 % standard error). For tests and small servers.
     exact_audience: bool = False
+    # Admission control, per space on this node (0 = no limit): at most this many
+    # listeners at once, admitted at most this many a second; beyond, a waiting room.
+    max_listeners: int = 0
+    max_join_rate: float = 0.0
+    # New joins per client address: a burst, then this many a second (a household or an
+    # office shares one address, so generous).
+    join_burst: int = 200
+    join_per_second: float = 20.0
+    # Proof of work on joining: "auto" asks for it when arrivals on this node exceed
+    # pow_above_joins_per_s; "on" always; "off" never. Difficulty in leading zero bits
+    # (16 is well under a second in a browser), one more bit per doubling of pressure.
+    join_pow: PowMode = "auto"
+    pow_above_joins_per_s: float = 200.0
+    pow_difficulty: int = 16
+    # The node sheds new joins (they queue) when its event loop runs this late or its
+    # CPU (percent of one core) stays this high, before the people already in notice.
+    shed_loop_lag_ms: int = 250
+    shed_cpu_percent: int = 95
+    # A request must send its headers, and then its body, within this many seconds.
+    header_timeout_s: float = 10.0
+    body_timeout_s: float = 10.0
 
     @property
     def base_url(self) -> str:

@@ -15,6 +15,8 @@ exc`` so callers handle one family, and users see a clear message instead of a t
     ├── Conflict               the object exists but is in the wrong state
     │   └── InvalidTransition  a space lifecycle step that is not allowed
     ├── RateLimited            too many attempts; carries ``retry_after`` seconds
+    ├── Overloaded             no room now (a full queue, a node shedding load); retry later
+    ├── ProofOfWorkRequired    solve the attached challenge, then ask again
     └── ClientError            the CLI could not talk to a server, or it said no
 
 Each class carries the HTTP status and a problem-type slug used for RFC 9457 problem
@@ -22,6 +24,10 @@ details, so the web shell maps errors without a lookup table of its own.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any
 
 
 class PodiumError(Exception):
@@ -32,6 +38,9 @@ class PodiumError(Exception):
     title: str = "Internal error"
     # Seconds after which trying again makes sense (sent as Retry-After), if known.
     retry_after: float | None = None
+    # Members added to the problem document (RFC 9457 extensions), e.g. a machine-readable
+    # ``reason``. Replaced per instance, never mutated.
+    extra: Mapping[str, Any] = MappingProxyType({})
 
     def __init__(self, detail: str) -> None:
         super().__init__(detail)
@@ -94,9 +103,33 @@ class RateLimited(PodiumError):
     kind = "rate-limited"
     title = "Too many requests"
 
-    def __init__(self, detail: str, retry_after: float) -> None:
+    def __init__(self, detail: str, retry_after: float, reason: str = "rate_limited") -> None:
         super().__init__(detail)
         self.retry_after = retry_after
+        self.extra = {"reason": reason}
+
+
+class Overloaded(PodiumError):
+    status = 503
+    kind = "overloaded"
+    title = "No room right now"
+
+    def __init__(self, detail: str, retry_after: float, reason: str) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after
+        self.extra = {"reason": reason}
+
+
+class ProofOfWorkRequired(PodiumError):
+    """HTTP 428 (RFC 6585): the request must carry a solved challenge, attached here."""
+
+    status = 428
+    kind = "proof-of-work-required"
+    title = "Proof of work required"
+
+    def __init__(self, detail: str, challenge: Mapping[str, Any]) -> None:
+        super().__init__(detail)
+        self.extra = {"reason": "proof_of_work", "challenge": dict(challenge)}
 
 
 class ClientError(PodiumError):

@@ -35,9 +35,11 @@ from podium.demo import SPEECH
 from podium.errors import ConfigError, PodiumError, StorageError
 from podium.media.link import MediaLink
 from podium.origin.origin import Origin
+from podium.web.admission import Gate
 from podium.web.app import create_app
-from podium.web.context import Context
+from podium.web.context import Context, signing_key
 from podium.web.metrics import Metrics
+from podium.web.protocol import with_head_timeout
 from podium.web.roomstate import RoomHub, person_of_user
 
 log = logging.getLogger("podium.server")
@@ -139,6 +141,8 @@ def build(settings: Settings) -> tuple[FastAPI, Context, bool]:
         rooms=Rooms(db),
     )
     context.hub = RoomHub(context, exact_audience=settings.exact_audience)
+    context.gate = Gate(settings, signing_key(context))
+    context.join_by_client = TokenBuckets(settings.join_per_second, settings.join_burst)
     return create_app(context), context, owner_created
 
 
@@ -226,6 +230,7 @@ def serve(settings: Settings, on_started: Callable[[Started], None]) -> None:
         server_header=False,
         timeout_keep_alive=5,
         h11_max_incomplete_event_size=MAX_HEAD_BYTES,
+        http=with_head_timeout(settings.header_timeout_s),
         lifespan="off",
     )
     server = uvicorn.Server(config)
@@ -235,6 +240,7 @@ def serve(settings: Settings, on_started: Callable[[Started], None]) -> None:
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(context.media.run())
             room_states = tasks.create_task(context.hub.run())
+            health = tasks.create_task(context.gate.run())
             await context.media.wait_ready()
             serving = tasks.create_task(server.serve(sockets=[sock]))
             # uvicorn offers a flag, not an event, for "listening now".
@@ -261,6 +267,7 @@ def serve(settings: Settings, on_started: Callable[[Started], None]) -> None:
             if demo_task is not None:
                 demo_task.cancel()
             room_states.cancel()
+            health.cancel()
             await context.media.close()
 
     # uvicorn shuts down gracefully on SIGTERM, then raises the signal again for the

@@ -67,6 +67,18 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="run a live demo space with a speaker looping a recording",
     )
+    serve.add_argument(
+        "--max-listeners", type=int, metavar="N", help="listeners at once per space (0: no limit)"
+    )
+    serve.add_argument(
+        "--max-join-rate",
+        type=float,
+        metavar="R",
+        help="joins admitted per second per space (0: no limit); beyond, a waiting room",
+    )
+    serve.add_argument(
+        "--join-pow", choices=["auto", "on", "off"], help="proof of work on joining (auto)"
+    )
     serve.set_defaults(handler=_serve)
 
     user = commands.add_parser("user", help="accounts").add_subparsers(metavar="ACTION")
@@ -264,7 +276,10 @@ def _serve(args: argparse.Namespace) -> int:
 
     flags = {
         name: getattr(args, name)
-        for name in ("data_dir", "host", "port", "public_url", "log_format", "log_level", "demo")
+        for name in (
+            *("data_dir", "host", "port", "public_url", "log_format", "log_level", "demo"),
+            *("max_listeners", "max_join_rate", "join_pow"),
+        )
     }
     settings = load_settings(flags, config_file=args.config)
     logs.configure(settings.log_format, settings.log_level)

@@ -40,6 +40,7 @@ def create_app(context: Context) -> FastAPI:
     app.mount("/static", pages.static_files, name="static")
     app.mount("/docs/assets", pages.swagger_files, name="docs-assets")
     context.metrics.add_gauges(lambda: ops.control_gauges(context))
+    context.metrics.add_gauges(lambda: ops.admission_gauges(context))
     # Listeners' players and speakers' pages may live on other origins (an embed, a WHIP
     # tool). No credentials ride along cross-origin: cookie sessions stay same-site.
     app.add_middleware(
@@ -51,6 +52,9 @@ def create_app(context: Context) -> FastAPI:
         max_age=600,
     )
     app.add_middleware(
-        RequestGuard, metrics=context.metrics, max_body_bytes=context.settings.max_body_bytes
+        RequestGuard,
+        metrics=context.metrics,
+        max_body_bytes=context.settings.max_body_bytes,
+        body_timeout=context.settings.body_timeout_s,
     )
     return app

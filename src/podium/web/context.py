@@ -18,6 +18,7 @@ from podium.origin.origin import Origin
 from podium.web.metrics import Metrics
 
 if TYPE_CHECKING:
+    from podium.web.admission import Gate
     from podium.web.roomstate import RoomHub
 
 
@@ -36,6 +37,9 @@ class Context:
     rooms: Rooms
     # Set right after construction: the hub reads everything else in the context.
     hub: RoomHub = field(init=False)
+    gate: Gate = field(init=False)
+    # New joins per client address (set with the rest by the composition root).
+    join_by_client: TokenBuckets = field(init=False)
 
 
 def get_context(request: Request) -> Context:

@@ -58,6 +58,12 @@ class Metrics:
             ["scope"],
             registry=self.registry,
         )
+        self.joins = Counter(
+            "podium_joins",
+            "Join answers by outcome: admitted, queued (each answer), replay.",
+            ["outcome"],
+            registry=self.registry,
+        )
         self.oversized = Counter(
             "podium_http_oversized_bodies",
             "Requests cut off because their body was larger than allowed.",

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 
+from podium import clock
 from podium.control.credentials import new_id
 from podium.errors import PodiumError, StorageError
 from podium.web.context import Context, get_context
@@ -70,4 +71,37 @@ def control_gauges(context: Context) -> Iterator[GaugeMetricFamily]:
     yield spaces
     yield GaugeMetricFamily(
         "podium_accounts", "Accounts on this server.", value=context.accounts.count_users()
+    )
+
+
+def admission_gauges(context: Context) -> Iterator[GaugeMetricFamily]:
+    """The waiting rooms and the node's health, read at scrape time."""
+    gate = context.gate
+    queued = GaugeMetricFamily(
+        "podium_admission_queue_length",
+        "People waiting to be admitted, by space.",
+        labels=["space"],
+    )
+    for space_id, admission in gate.spaces():
+        queued.add_metric([space_id], admission.waiting_count())
+    yield queued
+    yield GaugeMetricFamily(
+        "podium_admission_shedding",
+        "1 while this node sheds new joins to protect the people already in.",
+        value=0 if gate.healthy else 1,
+    )
+    yield GaugeMetricFamily(
+        "podium_event_loop_lag_seconds",
+        "How late the web process's event loop runs timers (smoothed).",
+        value=gate.health.lag_s,
+    )
+    yield GaugeMetricFamily(
+        "podium_web_cpu_ratio",
+        "CPU time of the web process per second of wall time, over the last second.",
+        value=gate.health.cpu,
+    )
+    yield GaugeMetricFamily(
+        "podium_join_arrivals_per_second",
+        "Join requests arriving at this node a second, over the last two seconds.",
+        value=gate.arrivals_per_s(clock.now()),
     )

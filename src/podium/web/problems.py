@@ -46,7 +46,7 @@ def problem(
 
 def from_error(exc: PodiumError) -> JSONResponse:
     headers: dict[str, str] = {}
-    extra: dict[str, Any] = {}
+    extra: dict[str, Any] = dict(exc.extra)
     if exc.retry_after is not None:
         seconds = max(1, math.ceil(exc.retry_after))
         headers["Retry-After"] = str(seconds)

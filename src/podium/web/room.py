@@ -8,21 +8,30 @@ with their account (API token or browser session).
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi import APIRouter, Body, Depends, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import Field
 
 from podium import clock
 from podium.control import invites, tickets
 from podium.control.accounts import User
+from podium.control.admission import Admitted, Queued, Reason, Refused
 from podium.control.audience import BeaconLimiter
 from podium.control.lifecycle import Space, SpaceStatus
-from podium.control.ratelimit import TokenBuckets
 from podium.control.reactions import ALLOWED
 from podium.control.stage import Stage, StageAction
-from podium.errors import Conflict, Forbidden, RateLimited, Unauthenticated
+from podium.errors import (
+    Conflict,
+    Forbidden,
+    InvalidInput,
+    Overloaded,
+    ProofOfWorkRequired,
+    RateLimited,
+    Unauthenticated,
+)
 from podium.web.auth import CurrentUser, OptionalUser
 from podium.web.context import Context, client_address, get_context, signing_key
 from podium.web.roomstate import LONG_POLL_S, person_of_user
@@ -81,32 +90,113 @@ def _person(
 
 # -- joining and being counted -----------------------------------------------------------
 
-# Per client address: generous, since a household or an office shares one address.
-_join_limits = TokenBuckets(rate=20.0, burst=200)
+
+class ProofBody(StrictBody):
+    token: str = Field(max_length=400)
+    nonce: str = Field(max_length=32)
 
 
-@router.post("/join", responses={404: _PROBLEM, 409: _PROBLEM, 429: _PROBLEM})
-async def join(space_id: str, request: Request, context: Ctx, user: OptionalUser) -> dict[str, Any]:
+class JoinBody(StrictBody):
+    queue_token: str | None = Field(
+        default=None, max_length=600, description="From an earlier 202 answer: keeps your place"
+    )
+    pow: ProofBody | None = Field(
+        default=None, description="A solved proof-of-work challenge (after a 428 answer)"
+    )
+
+
+_JOIN_RESPONSES: dict[int | str, dict[str, Any]] = {
+    202: {"description": "Queued: come back after retry_after_s with the queue_token"},
+    **{code: _PROBLEM for code in (401, 404, 409, 422, 428, 429, 503)},
+}
+
+
+@router.post("/join", responses=_JOIN_RESPONSES)
+async def join(
+    space_id: str,
+    request: Request,
+    context: Ctx,
+    user: OptionalUser,
+    body: Annotated[JoinBody | None, Body()] = None,
+) -> JSONResponse:
     """Join as a listener: a signed ticket for beacons, reactions and raising a hand.
 
-    No account needed and nothing written to a database. Joining an ended space counts
-    as a replay play.
+    No account needed and nothing written to a database. When the space is full or
+    people arrive faster than it admits them, the answer is 202 with a place in a fair
+    queue, an estimated wait and a ``queue_token`` to come back with; before a scheduled
+    start, arrivals wait in a pre-queue that is shuffled at the start. Under a flood of
+    joins the answer may be 428 with a proof-of-work challenge. Joining an ended space
+    counts as a replay play.
     """
     now = clock.now()
+    body = body or JoinBody()
+    gate = context.gate
+    gate.arrival(now)
     space = _live_or_ended(context, space_id)
-    wait = _join_limits.take(client_address(request), now)
-    if wait > 0:
-        raise RateLimited(f"too many joins from your address; try again in {wait:.0f} s", wait)
+    entry_id = None
+    if body.queue_token is not None:
+        entry_id = gate.queue_entry(space.id, body.queue_token, now)
+    else:
+        wait = context.join_by_client.take(client_address(request), now)
+        if wait > 0:
+            context.metrics.rate_limited.labels(scope="join").inc()
+            raise RateLimited(f"too many joins from your address; try again in {wait:.0f} s", wait)
+    if space.status is SpaceStatus.ENDED:
+        return _admitted(context, space, user, now, "replay")
+    if entry_id is None and gate.pow_required(now):
+        _check_proof(context, space.id, body.pow, now)
+    room = context.hub.room(space.id)
+    seated = gate.seated(space.id, now, room.audience.concurrent)
+    started = space.status is SpaceStatus.LIVE
+    admission = gate.space(space.id)
+    if entry_id is None:
+        decision = admission.arrive(now, seated, gate.healthy, started)
+    else:
+        decision = admission.poll(entry_id, now, seated, gate.healthy, started)
+    if isinstance(decision, Admitted):
+        gate.note_admitted(space.id)
+        return _admitted(context, space, user, now, "admitted")
+    if isinstance(decision, Refused):
+        raise Overloaded(
+            "the waiting room of this space is full; try again later",
+            decision.retry_after_s,
+            decision.reason.value,
+        )
+    return _queued(context, space, decision, now)
+
+
+def _check_proof(context: Context, space_id: str, proof: ProofBody | None, now: float) -> None:
+    """Raise 428 with a fresh challenge unless ``proof`` solves an unused one."""
+    detail = "joining needs a small proof of work right now: solve the challenge and ask again"
+    if proof is not None:
+        try:
+            if context.gate.check_pow(space_id, proof.token, proof.nonce, now):
+                return
+            detail = "that proof of work was already used; solve this new challenge"
+        except InvalidInput as exc:
+            detail = f"{exc.detail}; solve this new challenge"
+    challenge = context.gate.challenge(space_id, now)
+    raise ProofOfWorkRequired(
+        detail,
+        {
+            "token": challenge.token,
+            "difficulty": challenge.difficulty,
+            "algorithm": "sha256(token ':' nonce) with difficulty leading zero bits",
+            "expires_at": clock.rfc3339(challenge.expires_at),
+        },
+    )
+
+
+def _admitted(
+    context: Context, space: Space, user: User | None, now: float, status: str
+) -> JSONResponse:
     listener = person_of_user(user.id) if user else "l:" + tickets.new_listener_id()
     tier = "account" if user else "guest"
     ticket = tickets.issue(signing_key(context), space.id, listener, tier, now, TICKET_TTL_S)
     room = context.hub.room(space.id)
-    if space.status is SpaceStatus.ENDED:
-        room.audience.replay_play(now)
-    else:
-        room.audience.join(listener, now)
     base = context.settings.base_url
-    return {
+    answer: dict[str, Any] = {
+        "status": status,
         "ticket": ticket,
         "listener_id": listener,
         "expires_at": clock.rfc3339(now + TICKET_TTL_S),
@@ -114,6 +204,34 @@ async def join(space_id: str, request: Request, context: Ctx, user: OptionalUser
         "state_url": f"{base}/api/v1/spaces/{space.id}/state",
         "playlist_url": f"{base}/hls/{space.id}/live.m3u8",
     }
+    if status == "replay":
+        room.audience.replay_play(now)
+        answer["replay_url"] = f"{base}/hls/{space.id}/replay.m4a"
+    else:
+        room.audience.join(listener, now)
+    context.metrics.joins.labels(outcome=status).inc()
+    return JSONResponse(answer, headers={"Cache-Control": "no-store"})
+
+
+def _queued(context: Context, space: Space, decision: Queued, now: float) -> JSONResponse:
+    retry = decision.retry_after_s
+    if decision.reason is Reason.PRE_START and space.scheduled_start is not None:
+        retry = min(retry, max(1.0, space.scheduled_start - now))
+    context.metrics.joins.labels(outcome="queued").inc()
+    answer = {
+        "status": "queued",
+        "reason": decision.reason.value,
+        "position": decision.position,
+        "queue_length": decision.queue_length,
+        "estimated_wait_s": (
+            None if decision.estimated_wait_s is None else round(decision.estimated_wait_s, 2)
+        ),
+        "retry_after_s": round(retry, 3),
+        "queue_token": context.gate.queue_token(space.id, decision.entry_id, now),
+        "starts_at": clock.rfc3339(space.scheduled_start),
+    }
+    headers = {"Cache-Control": "no-store", "Retry-After": str(max(1, math.ceil(retry)))}
+    return JSONResponse(answer, status_code=202, headers=headers)
 
 
 _beacon_limits = BeaconLimiter()
@@ -238,6 +356,27 @@ async def hands(space_id: str, context: Ctx, user: CurrentUser) -> dict[str, Any
     }
 
 
+# Registered before "/stage/{person}/{action}": routes match in order, and "me" would
+# otherwise be taken for a person.
+@router.post("/stage/me/{action}", responses={401: _PROBLEM, 403: _PROBLEM})
+async def self_action(
+    space_id: str,
+    action: Literal["leave", "mute", "unmute"],
+    body: SelfBody,
+    context: Ctx,
+    user: OptionalUser,
+) -> dict[str, Any]:
+    """Leave the stage, or mute or unmute yourself."""
+    person, _ = _person(context, space_id, user, body.ticket)
+    now = clock.now()
+    if action == "leave":
+        stage = await _act(context, space_id, lambda s: s.leave(person, now))
+    else:
+        stage = await _act(context, space_id, lambda s: getattr(s, action)(person, person, now))
+    seat = stage.seat(person)
+    return {"on_stage": seat is not None, "muted": bool(seat and seat.muted)}
+
+
 Moderation = Literal[
     "approve",
     "decline",
@@ -266,25 +405,6 @@ async def moderate(
     method = StageAction(action.replace("-", "_")).value
     stage = await _act(context, space_id, lambda s: getattr(s, method)(actor, person, now))
     return {"stage": stage.to_json()["seats"], "version": stage.version}
-
-
-@router.post("/stage/me/{action}", responses={401: _PROBLEM, 403: _PROBLEM})
-async def self_action(
-    space_id: str,
-    action: Literal["leave", "mute", "unmute"],
-    body: SelfBody,
-    context: Ctx,
-    user: OptionalUser,
-) -> dict[str, Any]:
-    """Leave the stage, or mute or unmute yourself."""
-    person, _ = _person(context, space_id, user, body.ticket)
-    now = clock.now()
-    if action == "leave":
-        stage = await _act(context, space_id, lambda s: s.leave(person, now))
-    else:
-        stage = await _act(context, space_id, lambda s: getattr(s, action)(person, person, now))
-    seat = stage.seat(person)
-    return {"on_stage": seat is not None, "muted": bool(seat and seat.muted)}
 
 
 # -- invites -----------------------------------------------------------------------------

@@ -160,9 +160,27 @@ def build_document(context: Context, space: Space, room: LiveRoom, now: float) -
             "replay_plays": audience.replay_plays,
             "exact": audience.exact,
         },
-        "capacity": {"admitting": True, "queue_length": 0},
+        "capacity": _capacity(context, space, room, now),
         "recording": "off" if program is None else program.recording,
         "links": links,
+    }
+
+
+def _capacity(context: Context, space: Space, room: LiveRoom, now: float) -> dict[str, Any]:
+    gate = context.gate
+    seated = gate.seated(space.id, now, room.audience.concurrent)
+    capacity = gate.space(space.id).capacity(now, seated, gate.healthy)
+    limits = gate.limits
+    return {
+        "admitting": capacity.admitting and space.status is SpaceStatus.LIVE,
+        "queue_length": capacity.queue_length,
+        "listeners": seated,
+        "max_listeners": limits.max_listeners,
+        "max_join_rate": limits.max_join_rate,
+        "estimated_wait_s": (
+            None if capacity.estimated_wait_s is None else round(capacity.estimated_wait_s, 1)
+        ),
+        "proof_of_work": gate.pow_required(now),
     }
 
 

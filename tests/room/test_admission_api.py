@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -301,5 +304,39 @@ def test_refusals_carry_a_reason_and_retry_after(tmp_path: Path) -> None:
             metrics = http.get(f"{server.url}/metrics").text
             assert "podium_admission_shedding 1.0" in metrics
             assert f'podium_admission_queue_length{{space="{space_id}"}} 3.0' in metrics
+    finally:
+        server.stop()
+
+
+def test_an_operator_switches_proof_of_work_on_under_attack(tmp_path: Path) -> None:
+    server = _server(tmp_path, "--join-pow", "off", PODIUM_POW_DIFFICULTY="8")
+    try:
+        space_id = _live_space(server)
+        join = f"{server.url}/api/v1/spaces/{space_id}/join"
+        someone = make_account(server, "someone")
+        with server.client(someone.token) as client:
+            assert_problem(client.get("/api/v1/admin/admission"), 403)
+            assert_problem(client.patch("/api/v1/admin/admission", json={"join_pow": "on"}), 403)
+        with server.client() as anonymous:
+            assert_problem(anonymous.get("/api/v1/admin/admission"), 401)
+        assert httpx.post(join).status_code == 200
+        switched = subprocess.run(
+            [sys.executable, "-m", "podium", "admission", "--pow", "on", "--server", server.url],
+            env={**os.environ, "PODIUM_TOKEN": server.owner_token},
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        assert switched.returncode == 0, switched.stderr
+        assert "proof of work: on (required now)" in switched.stdout
+        assert_problem(httpx.post(join), 428)
+        with server.client(server.owner_token) as admin:
+            view = admin.get("/api/v1/admin/admission").json()
+            assert view["join_pow"] == "on"
+            assert view["shedding"] is False
+            assert_problem(admin.patch("/api/v1/admin/admission", json={"join_pow": "x"}), 422)
+            assert admin.patch("/api/v1/admin/admission", json={"join_pow": "off"}).is_success
+        assert httpx.post(join).status_code == 200
     finally:
         server.stop()

@@ -141,6 +141,15 @@ def build_parser() -> argparse.ArgumentParser:
     listen.add_argument("--json", action="store_true", help="print the report as JSON")
     listen.set_defaults(handler=_listen)
 
+    admission = commands.add_parser(
+        "admission", help="admission on a node: limits, load shedding, proof of work (admin)"
+    )
+    admission.add_argument(
+        "--pow", choices=["auto", "on", "off"], help="switch proof of work on joining now"
+    )
+    _client_options(admission)
+    admission.set_defaults(handler=_admission)
+
     edge = commands.add_parser("edge-config", help="print an edge cache configuration")
     edge.add_argument("kind", choices=["varnish"], help="the edge server (Varnish VCL 4.1)")
     edge.add_argument("--origin", required=True, help="the origin's http://host:port")
@@ -310,6 +319,25 @@ def _user_add(args: argparse.Namespace) -> int:
     with _client(args) as api:
         user = api.call("POST", "/users", body)
     return _emit(args, user, f"created @{user['handle']} ({user['id']})")
+
+
+def _admission(args: argparse.Namespace) -> int:
+    with _client(args) as api:
+        if args.pow:
+            view = api.call("PATCH", "/admin/admission", {"join_pow": args.pow})
+        else:
+            view = api.call("GET", "/admin/admission")
+    state = "shedding new joins" if view["shedding"] else "admitting"
+    pow_now = "required now" if view["proof_of_work_now"] else "not required now"
+    text = (
+        f"{state} (event-loop lag {view['event_loop_lag_s'] * 1000:.0f} ms,"
+        f" CPU {view['cpu'] * 100:.0f} %); joins arriving {view['arrivals_per_s']}/s\n"
+        f"proof of work: {view['join_pow']} ({pow_now})\n"
+        f"limits per space: listeners {view['max_listeners'] or 'unlimited'},"
+        f" join rate {view['max_join_rate'] or 'unlimited'}/s\n"
+        + "".join(f"queue {space}: {n} waiting\n" for space, n in view["queues"].items())
+    )
+    return _emit(args, view, text.rstrip("\n"))
 
 
 def _user_me(args: argparse.Namespace) -> int:

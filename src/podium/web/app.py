@@ -7,7 +7,7 @@ from starlette.middleware.cors import CORSMiddleware
 
 from podium import __version__
 from podium.origin import routes as origin_routes
-from podium.web import api, ops, pages, problems, room, whip
+from podium.web import api, defence, ops, pages, problems, room, whip
 from podium.web.context import Context
 from podium.web.middleware import RequestGuard
 
@@ -36,6 +36,7 @@ def create_app(context: Context) -> FastAPI:
     app.include_router(room.router)
     app.include_router(origin_routes.router)
     app.include_router(ops.router)
+    app.include_router(defence.router)
     app.include_router(pages.router)
     app.mount("/static", pages.static_files, name="static")
     app.mount("/docs/assets", pages.swagger_files, name="docs-assets")

@@ -71,6 +71,10 @@ class Settings:
     # office shares one address, so generous).
     join_burst: int = 200
     join_per_second: float = 20.0
+    # Every other listener write (beacons, reactions, hands, stage requests) per client
+    # address, on top of each ticket's own limits.
+    listener_writes_burst: int = 1000
+    listener_writes_per_second: float = 100.0
     # Proof of work on joining: "auto" asks for it when arrivals on this node exceed
     # pow_above_joins_per_s; "on" always; "off" never. Difficulty in leading zero bits
     # (16 is well under a second in a browser), one more bit per doubling of pressure.

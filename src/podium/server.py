@@ -143,6 +143,9 @@ def build(settings: Settings) -> tuple[FastAPI, Context, bool]:
     context.hub = RoomHub(context, exact_audience=settings.exact_audience)
     context.gate = Gate(settings, signing_key(context))
     context.join_by_client = TokenBuckets(settings.join_per_second, settings.join_burst)
+    context.writes_by_client = TokenBuckets(
+        settings.listener_writes_per_second, settings.listener_writes_burst
+    )
     return create_app(context), context, owner_created
 
 

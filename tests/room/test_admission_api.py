@@ -340,3 +340,36 @@ def test_an_operator_switches_proof_of_work_on_under_attack(tmp_path: Path) -> N
         assert httpx.post(join).status_code == 200
     finally:
         server.stop()
+
+
+def test_listener_writes_are_limited_per_address_and_per_person(tmp_path: Path) -> None:
+    server = _server(
+        tmp_path,
+        "--join-pow",
+        "off",
+        PODIUM_LISTENER_WRITES_BURST="30",
+        PODIUM_LISTENER_WRITES_PER_SECOND="0.01",
+    )
+    try:
+        space_id = _live_space(server)
+        base = f"{server.url}/api/v1/spaces/{space_id}"
+        with httpx.Client(timeout=10) as http:
+            ticket = http.post(f"{base}/join").json()["ticket"]
+            # One person flapping a hand is held back by their own bucket first.
+            answers = []
+            for _ in range(12):
+                answers.append(http.post(f"{base}/hand", json={"ticket": ticket}))
+                answers.append(http.request("DELETE", f"{base}/hand", json={"ticket": ticket}))
+            limited = [a for a in answers if a.status_code == 429]
+            assert limited, [a.status_code for a in answers]
+            assert assert_problem(limited[0], 429)["reason"] == "rate_limited"
+            assert all(a.status_code in (200, 204, 429) for a in answers)
+            # The address as a whole runs out next, whoever's ticket it carries.
+            others = [http.post(f"{base}/join").json()["ticket"] for _ in range(8)]
+            statuses = [http.post(f"{base}/beacon", json={"ticket": t}).status_code for t in others]
+            assert statuses[-1] == 429
+            # Joining has its own limit and still works; reading is never limited.
+            assert http.post(f"{base}/join").status_code == 200
+            assert http.get(f"{base}/state").status_code == 200
+    finally:
+        server.stop()

@@ -40,6 +40,8 @@ class Context:
     gate: Gate = field(init=False)
     # New joins per client address (set with the rest by the composition root).
     join_by_client: TokenBuckets = field(init=False)
+    # Listener writes (beacons, reactions, hands…) per client address.
+    writes_by_client: TokenBuckets = field(init=False)
 
 
 def get_context(request: Request) -> Context:

@@ -21,6 +21,7 @@ from podium.control.accounts import User
 from podium.control.admission import Admitted, Queued, Reason, Refused
 from podium.control.audience import BeaconLimiter
 from podium.control.lifecycle import Space, SpaceStatus
+from podium.control.ratelimit import TokenBuckets
 from podium.control.reactions import ALLOWED
 from podium.control.stage import Stage, StageAction
 from podium.errors import (
@@ -37,8 +38,24 @@ from podium.web.context import Context, client_address, get_context, signing_key
 from podium.web.roomstate import LONG_POLL_S, person_of_user
 from podium.web.schemas import Request as StrictBody
 
-router = APIRouter(prefix="/api/v1/spaces/{space_id}", tags=["room"])
 Ctx = Annotated[Context, Depends(get_context)]
+
+
+def _writes_per_address(request: Request, context: Ctx) -> None:
+    """Every write here but the join (which has its own) takes a token of its address."""
+    if request.method in ("GET", "HEAD", "OPTIONS") or request.url.path.endswith("/join"):
+        return
+    wait = context.writes_by_client.take(client_address(request), clock.now())
+    if wait > 0:
+        context.metrics.rate_limited.labels(scope="listener-writes").inc()
+        raise RateLimited(f"too many requests from your address; try again in {wait:.0f} s", wait)
+
+
+router = APIRouter(
+    prefix="/api/v1/spaces/{space_id}",
+    tags=["room"],
+    dependencies=[Depends(_writes_per_address)],
+)
 _PROBLEM: dict[str, Any] = {"content": {"application/problem+json": {}}}
 
 TICKET_TTL_S = 12 * 3600.0
@@ -80,12 +97,22 @@ def _person(
     context: Context, space_id: str, user: User | None, ticket: str | None
 ) -> tuple[str, str]:
     """Who is acting, and their display name: an account, else a listener ticket."""
+    now = clock.now()
     if user is not None:
-        return person_of_user(user.id), user.display_name
-    if ticket is None:
+        person, name = person_of_user(user.id), user.display_name
+    elif ticket is None:
         raise Unauthenticated("send your listener ticket (from join), or sign in")
-    verified = tickets.verify(signing_key(context), ticket, space_id, clock.now())
-    return verified.listener_id, ""
+    else:
+        person, name = tickets.verify(signing_key(context), ticket, space_id, now).listener_id, ""
+    wait = _person_writes.take(person, now)
+    if wait > 0:
+        raise RateLimited(f"too many requests from you; try again in {wait:.0f} s", wait)
+    return person, name
+
+
+# Hands, stage requests and invite answers per person (a ticket or an account): a person
+# clicking is far below this; a script replaying one ticket is not.
+_person_writes = TokenBuckets(rate=2.0, burst=20)
 
 
 # -- joining and being counted -----------------------------------------------------------

@@ -165,3 +165,15 @@ def test_limits_are_validated() -> None:
         Limits(max_listeners=0)
     with pytest.raises(ValueError, match="max_join_rate"):
         Limits(max_join_rate=-1)
+
+
+def test_the_reason_says_which_limit_a_place_waits_for() -> None:
+    admission = gate(max_listeners=5, max_join_rate=1)
+    assert isinstance(admission.arrive(0.0, 0), Admitted)
+    places = [queued(admission.arrive(0.0, 1)) for _ in range(6)]
+    # Seats 2 to 5 are free: those places wait for the rate, with a known estimate.
+    assert [p.reason for p in places[:4]] == [Reason.JOIN_RATE] * 4
+    assert all(p.estimated_wait_s is not None for p in places[:4])
+    # Beyond the free seats they wait for someone to leave: nobody can say when.
+    assert [p.reason for p in places[4:]] == [Reason.CAPACITY] * 2
+    assert all(p.estimated_wait_s is None for p in places[4:])

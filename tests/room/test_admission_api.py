@@ -277,13 +277,13 @@ def test_refusals_carry_a_reason_and_retry_after(tmp_path: Path) -> None:
         "off",
         PODIUM_JOIN_BURST="3",
         PODIUM_JOIN_PER_SECOND="0.1",
-        PODIUM_SHED_CPU_PERCENT="0",
+        PODIUM_SHED_LOOP_LAG_MS="0",
     )
     try:
         space_id = _live_space(server)
         url = f"{server.url}/api/v1/spaces/{space_id}/join"
         with httpx.Client(timeout=10) as http:
-            # This node reports itself overloaded (a CPU limit of 0 %): new joins queue
+            # This node reports itself overloaded (a lag limit of 0 ms): new joins queue
             # with the reason, and the room state says so; nobody gets a bare error.
             time.sleep(0.5)
             answers = [http.post(url) for _ in range(3)]

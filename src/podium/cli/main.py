@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from podium import __version__
+from podium.cli import load as load_cli
 from podium.clients.api import ApiClient
 from podium.errors import ClientError, PodiumError
 
@@ -140,6 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     listen.add_argument("--json", action="store_true", help="print the report as JSON")
     listen.set_defaults(handler=_listen)
+    load_cli.add_parser(commands)
 
     admission = commands.add_parser(
         "admission", help="admission on a node: limits, load shedding, proof of work (admin)"

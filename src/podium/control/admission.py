@@ -270,12 +270,12 @@ class SpaceAdmission:
             return 0.0
         return max(0.0, (position - self._tokens) / rate)
 
-    def _reason(self, seated: int, healthy: bool) -> Reason:
+    def _reason(self, position: int, seated: int, healthy: bool) -> Reason:
         if not healthy:
             return Reason.OVERLOAD
         seats = self._seats_free(seated)
-        if seats is not None and seats <= 0:
-            return Reason.CAPACITY
+        if seats is not None and position > seats:
+            return Reason.CAPACITY  # waiting for someone to leave, not for the rate
         return Reason.JOIN_RATE
 
     def _answer(self, entry: _Entry, now: float, seated: int, healthy: bool) -> Decision:
@@ -300,7 +300,7 @@ class SpaceAdmission:
         retry = MAX_RETRY_S if wait is None else wait + 0.05 + self.rng.uniform(0.0, 0.1)
         return Queued(
             entry.id,
-            self._reason(seated, healthy),
+            self._reason(position, seated, healthy),
             position,
             self.waiting_count(),
             wait,

@@ -1,12 +1,15 @@
-"""Server-rendered pages: the home page, each space's public page, and the API docs.
+"""Server-rendered pages: home, each space's page (listen, speak, replay), sign-in, and
+the API docs. The host's pages are in :mod:`podium.web.console`.
 
-Every asset is served by Podium itself (Swagger UI comes from the ``swagger-ui-bundle``
-package), so the pages work on a network with no route to any CDN.
+Each page is complete HTML that reads well before any script runs (times in UTC, the
+playlist address for any HLS player); a small ES module per page then makes it live from
+the JSON API. Every asset is served by Podium itself (Swagger UI from the
+``swagger-ui-bundle`` package, hls.js vendored under ``static/vendor``), so the pages
+work on a network with no route to any CDN.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from html import escape
 from pathlib import Path
 from typing import Annotated
@@ -18,114 +21,107 @@ from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
 from podium import clock
+from podium.control.accounts import PASSWORD_MAX, PASSWORD_MIN
 from podium.control.lifecycle import Space, SpaceStatus
 from podium.errors import NotFound
+from podium.web import console
 from podium.web.context import Context, get_context
+from podium.web.roomstate import person_of_user
+from podium.web.shell import BADGES, PRIVATE_PAGE, assets, avatar, icon, layout, when
+from podium.web.spacepage import space_body
 
 router = APIRouter(include_in_schema=False)
+router.include_router(console.router)
 Ctx = Annotated[Context, Depends(get_context)]
 
-STATIC_DIR = Path(__file__).parent / "static"
 SWAGGER_DIR = Path(swagger_ui_bundle.swagger_ui_path)
 
-static_files = StaticFiles(directory=STATIC_DIR)
+static_files = assets
 swagger_files = StaticFiles(directory=SWAGGER_DIR)
 
-_BADGE = {
-    SpaceStatus.LIVE: ("live", "Live"),
-    SpaceStatus.SCHEDULED: ("scheduled", "Upcoming"),
-    SpaceStatus.ENDED: ("ended", "Ended"),
-    SpaceStatus.CANCELLED: ("cancelled", "Cancelled"),
-}
+HOME_LIMIT = 24
 
 
-def _layout(title: str, body: str, status: int = 200) -> HTMLResponse:
-    page = f"""<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{escape(title)} · Podium</title>
-<link rel="stylesheet" href="/static/podium.css">
-</head>
-<body>
-<header class="bar"><a class="brand" href="/">Podium</a>
-<nav><a href="/docs">API</a></nav></header>
-<main>
-{body}
-</main>
-{_LOCAL_TIMES}
-</body>
-</html>"""
-    return HTMLResponse(page, status_code=status, headers={"Cache-Control": "no-cache"})
+def _duration(space: Space) -> str:
+    if space.started_at is None or space.ended_at is None:
+        return ""
+    minutes = max(1, round((space.ended_at - space.started_at) / 60))
+    return f"{minutes} min" if minutes < 60 else f"{minutes // 60} h {minutes % 60:02d} min"
 
 
-def _time(timestamp: float) -> str:
-    """A ``<time>`` readable without scripts (UTC); the page's script shows local time."""
-    moment = datetime.fromtimestamp(timestamp, UTC)
-    text = f"{moment:%a} {moment.day} {moment:%b %Y, %H:%M} UTC"
-    return f'<time datetime="{clock.rfc3339(timestamp)}">{text}</time>'
-
-
-def _when(space: Space) -> str:
-    if space.status is SpaceStatus.LIVE and space.started_at is not None:
-        return f"Live since {_time(space.started_at)}"
-    if space.status is SpaceStatus.SCHEDULED:
-        if space.scheduled_start is None:
-            return "Not scheduled yet"
-        return f"Starts {_time(space.scheduled_start)}"
-    if space.ended_at is not None:
-        return f"{_BADGE[space.status][1]} {_time(space.ended_at)}"
-    return ""
-
-
-# Times in the reader's own time zone, where scripts run; the UTC text stays otherwise.
-_LOCAL_TIMES = """<script>
-for (const t of document.querySelectorAll("time[datetime]")) {
-  const d = new Date(t.getAttribute("datetime"));
-  t.textContent = d.toLocaleString(undefined,
-    {weekday: "short", day: "numeric", month: "short", hour: "2-digit", minute: "2-digit"});
-}
-</script>"""
-
-
-def _card(context: Context, space: Space) -> str:
-    css, label = _BADGE[space.status]
+def _card(context: Context, space: Space, now: float) -> str:
+    css, label = BADGES[space.status]
     host = context.accounts.get_user(space.host_id)
+    host_name = host.display_name or host.handle
+    extra = ""
+    if space.status is SpaceStatus.LIVE:
+        seats = context.rooms.stage(space.id).seats
+        faces = "".join(avatar(s.name or "?", s.person) for s in seats[:4])
+        listening = context.hub.room(space.id).audience.concurrent(now)
+        extra = (
+            f'<span class="faces">{faces}</span>'
+            f'<span class="chip">{icon("headphones")}{listening} listening</span>'
+        )
+    elif space.status is SpaceStatus.ENDED and (length := _duration(space)):
+        extra = f'<span class="chip">{icon("clock")}{length}</span>'
     return (
-        f'<li class="card"><a href="/s/{escape(space.id)}">'
-        f'<span class="badge {css}">{label}</span>'
-        f"<strong>{escape(space.title)}</strong>"
-        f'<span class="meta">{escape(host.display_name)} · {_when(space)}</span></a></li>'
+        f'<li class="space-card {css}"><a href="/s/{escape(space.id)}">'
+        f'<span class="card-top"><span class="badge {css}">{label}</span>{extra}</span>'
+        f'<strong class="card-title">{escape(space.title)}</strong>'
+        f'<span class="card-host">{avatar(host_name, person_of_user(host.id), "xs")}'
+        f"{escape(host_name)}</span>"
+        f'<span class="meta">{when(space)}</span></a></li>'
     )
 
 
 def _section(context: Context, heading: str, spaces: list[Space], empty: str) -> str:
-    items = "".join(_card(context, s) for s in spaces) or f'<li class="empty">{empty}</li>'
-    return f'<section><h2>{heading}</h2><ul class="cards">{items}</ul></section>'
+    now = clock.now()
+    items = "".join(_card(context, s, now) for s in spaces)
+    if not items:
+        items = f'<li class="empty">{empty}</li>'
+    slug = heading.lower().replace(" ", "-")
+    return (
+        f'<section class="home-section" aria-labelledby="h-{slug}">'
+        f'<h2 class="section-title" id="h-{slug}">{heading}</h2>'
+        f'<ul class="cards">{items}</ul></section>'
+    )
 
 
 @router.get("/", response_class=HTMLResponse)
 async def home(context: Ctx) -> HTMLResponse:
+    upcoming = context.spaces.recent(SpaceStatus.SCHEDULED, HOME_LIMIT)
+    upcoming.sort(key=lambda s: (s.scheduled_start is None, s.scheduled_start or 0.0))
     body = (
-        "<h1>Live audio spaces</h1>"
+        '<section class="hero"><div class="hero-text"><h1>Live audio spaces</h1>'
+        "<p>Tune in to live conversations, raise your hand to speak, or host your own. "
+        "Every space becomes a replay the moment it ends.</p>"
+        f'<a class="btn btn-primary" href="/host">{icon("radio")}Host a space</a></div>'
+        f'<div class="hero-art" aria-hidden="true">{"<i></i>" * 28}</div></section>'
         + _section(
             context,
             "Live now",
-            context.spaces.recent(SpaceStatus.LIVE, 20),
-            "Nobody is live right now.",
+            context.spaces.recent(SpaceStatus.LIVE, HOME_LIMIT),
+            "Nobody is live right now. Check the upcoming spaces, or start one.",
         )
+        + _section(context, "Upcoming", upcoming, "Nothing scheduled yet.")
         + _section(
             context,
-            "Upcoming",
-            context.spaces.recent(SpaceStatus.SCHEDULED, 20),
-            "Nothing scheduled.",
-        )
-        + _section(
-            context, "Replays", context.spaces.recent(SpaceStatus.ENDED, 20), "No replays yet."
+            "Recent replays",
+            context.spaces.recent(SpaceStatus.ENDED, HOME_LIMIT),
+            "No replays yet: they appear here when a space ends.",
         )
     )
-    return _layout("Home", body)
+    return layout("Live audio spaces", body, wide=True)
+
+
+def _not_found() -> HTMLResponse:
+    return layout(
+        "No such space",
+        '<section class="notice"><h1>No such space</h1><p>There is no space at this address. '
+        'Check the link, or see <a href="/">what is live now</a>.</p></section>',
+        status=404,
+        cache=PRIVATE_PAGE,
+    )
 
 
 @router.get("/s/{space_id}", response_class=HTMLResponse)
@@ -133,50 +129,100 @@ async def space_page(space_id: str, context: Ctx) -> HTMLResponse:
     try:
         space = context.spaces.get(space_id)
     except NotFound:
-        return _layout(
-            "No such space",
-            "<h1>No such space</h1><p>There is no space at this address. "
-            'Check the link, or see <a href="/">what is live now</a>.</p>',
-            status=404,
-        )
-    css, label = _BADGE[space.status]
+        return _not_found()
     host = context.accounts.get_user(space.host_id)
-    description = escape(space.description) or "<em>No description.</em>"
-    body = f"""<article class="space">
-<span class="badge {css}">{label}</span>
-<h1>{escape(space.title)}</h1>
-<p class="meta">Hosted by {escape(host.display_name)} (@{escape(host.handle)}) · {_when(space)}</p>
-<p class="description">{description}</p>
-{_listen(context, space)}
-</article>"""
-    return _layout(space.title, body)
+    stage = context.rooms.stage(space.id) if space.status is not SpaceStatus.CANCELLED else None
+    data = {
+        "space_id": space.id,
+        "status": space.status.value,
+        "title": space.title,
+        "scheduled_start": clock.rfc3339(space.scheduled_start),
+        "hls": assets.url("vendor/hls.min.js"),
+    }
+    body = space_body(space, host, stage, context.settings.base_url)
+    return layout(space.title, body, script="js/space.js", data=data)
 
 
-def _listen(context: Context, space: Space) -> str:
-    """How to hear the space from this page, in its current state."""
-    hls = f"{context.settings.base_url}/hls/{space.id}/live.m3u8"
-    if space.status is SpaceStatus.LIVE:
-        return (
-            '<section class="listen"><h2>Listen</h2>'
-            "<p>Open this address in any HLS player (VLC, ffplay, Safari):</p>"
-            f'<p><code class="url">{escape(hls)}</code></p></section>'
+# -- accounts ----------------------------------------------------------------------------
+
+
+def _field(name: str, label: str, kind: str = "text", hint: str = "", **attrs: str | int) -> str:
+    extra = " ".join(f'{k.replace("_", "-")}="{escape(str(v))}"' for k, v in attrs.items())
+    described = f' aria-describedby="{name}-hint"' if hint else ""
+    hint_html = f'<small class="hint" id="{name}-hint">{hint}</small>' if hint else ""
+    return (
+        f'<div class="field"><label for="{name}">{label}</label>'
+        f'<input id="{name}" name="{name}" type="{kind}" {extra}{described}>{hint_html}</div>'
+    )
+
+
+def _auth_page(title: str, mode: str, fields: str, switch: str) -> HTMLResponse:
+    body = f"""<section class="auth card">
+<h1>{title}</h1>
+<form id="auth-form" data-mode="{mode}" novalidate>
+{fields}
+<p class="form-error" id="form-error" role="alert" hidden></p>
+<button class="btn btn-primary btn-block" type="submit">{title}</button>
+</form>
+<p class="auth-switch">{switch}</p>
+</section>"""
+    return layout(title, body, script="js/account.js", cache=PRIVATE_PAGE)
+
+
+_PASSWORD_MIN = str(PASSWORD_MIN)
+_PASSWORD_MAX = str(PASSWORD_MAX)
+
+
+@router.get("/signin", response_class=HTMLResponse)
+async def sign_in_page() -> HTMLResponse:
+    fields = _field(
+        "handle", "Handle", autocomplete="username", required="required", maxlength=30
+    ) + _field(
+        "password",
+        "Password",
+        "password",
+        autocomplete="current-password",
+        required="required",
+        minlength=_PASSWORD_MIN,
+        maxlength=_PASSWORD_MAX,
+    )
+    switch = 'New here? <a href="/signup" data-keep-next>Create an account</a>'
+    return _auth_page("Sign in", "signin", fields, switch)
+
+
+@router.get("/signup", response_class=HTMLResponse)
+async def sign_up_page() -> HTMLResponse:
+    fields = (
+        _field(
+            "handle",
+            "Handle",
+            hint="2 to 30 characters: lower-case letters, digits and _",
+            autocomplete="username",
+            required="required",
+            pattern="[a-z0-9_]{2,30}",
+            maxlength=30,
+            autocapitalize="none",
         )
-    if space.status is SpaceStatus.ENDED:
-        replay = f"/hls/{space.id}/replay.m4a"
-        return (
-            '<section class="listen"><h2>Replay</h2>'
-            f'<audio controls preload="none" src="{replay}">'
-            f'<a href="{replay}">Download the recording</a></audio>'
-            f'<p><a href="{replay}" download>Download (M4A)</a> · '
-            f'HLS: <code class="url">{escape(hls)}</code></p></section>'
+        + _field(
+            "display_name",
+            "Display name",
+            hint="Shown on the stage. You can leave it empty.",
+            autocomplete="name",
+            maxlength=64,
         )
-    if space.status is SpaceStatus.SCHEDULED and space.scheduled_start is not None:
-        return (
-            '<section class="listen"><p>'
-            f'<a class="button" href="/api/v1/spaces/{space.id}/calendar.ics">'
-            "Remind me (add to calendar)</a></p></section>"
+        + _field(
+            "password",
+            "Password",
+            "password",
+            hint=f"At least {PASSWORD_MIN} characters.",
+            autocomplete="new-password",
+            required="required",
+            minlength=_PASSWORD_MIN,
+            maxlength=_PASSWORD_MAX,
         )
-    return ""
+    )
+    switch = 'Already have an account? <a href="/signin" data-keep-next>Sign in</a>'
+    return _auth_page("Create account", "signup", fields, switch)
 
 
 @router.get("/docs", response_class=HTMLResponse)

@@ -1,0 +1,158 @@
+// Speaking from the browser: the microphone, its level meter, publishing over WHIP
+// (RFC 9725) and the mix-minus that comes back on the same peer connection, so a
+// speaker hears the others with WebRTC latency instead of the broadcast's.
+
+import {ApiError, request} from "./api.js";
+
+const ICE_GATHER_S = 3;
+
+/** getUserMedia constraints; music mode turns the voice processing off. */
+export function micConstraints(music) {
+  const processing = !music;
+  return {audio: {echoCancellation: processing, noiseSuppression: processing,
+    autoGainControl: processing, channelCount: 1}};
+}
+
+function gathered(pc) {
+  // WHIP sends one offer with every candidate in it; on a host-only network gathering
+  // ends at once, and an unreachable STUN server must not hold the speaker up.
+  return new Promise((resolve) => {
+    if (pc.iceGatheringState === "complete") return resolve();
+    const done = () => pc.iceGatheringState === "complete" && resolve();
+    pc.addEventListener("icegatheringstatechange", done);
+    setTimeout(resolve, ICE_GATHER_S * 1000);
+  });
+}
+
+export class MicError extends Error {}
+
+export function explainMicError(error) {
+  if (!window.isSecureContext) {
+    return "Browsers allow the microphone only on secure pages (https:// or localhost).";
+  }
+  if (error.name === "NotAllowedError") {
+    return "The microphone is blocked. Allow it in your browser's site settings, then try again.";
+  }
+  if (error.name === "NotFoundError") return "No microphone was found on this device.";
+  if (error.name === "NotReadableError") return "The microphone is in use by another app.";
+  if (error instanceof ApiError) return error.message;
+  return error.message || String(error);
+}
+
+/**
+ * One speaker's connection. `bearer` is the listener ticket (or null for the signed-in
+ * session, whose cookie and CSRF token authenticate). Events: onConnection(state),
+ * onLevel(0..1).
+ */
+export class Speaker {
+  constructor(spaceId, bearer, monitor, events = {}) {
+    this.whipUrl = `/api/v1/spaces/${spaceId}/whip`;
+    this.bearer = bearer;
+    this.monitor = monitor;
+    this.events = events;
+    this.music = false;
+    this.stream = null;
+    this.pc = null;
+    this.sender = null;
+    this.resource = null;
+    this.audioContext = null;
+    this.analyser = null;
+    this.source = null;
+    this.frame = 0;
+    this.muted = false;
+  }
+
+  #headers(extra = {}) {
+    return this.bearer ? {...extra, Authorization: `Bearer ${this.bearer}`} : extra;
+  }
+
+  async start(music = false) {
+    this.music = music;
+    if (!navigator.mediaDevices?.getUserMedia) {
+      throw new MicError("This browser cannot use a microphone on this page.");
+    }
+    this.stream = await navigator.mediaDevices.getUserMedia(micConstraints(music));
+    this.#meter();
+    const pc = new RTCPeerConnection({bundlePolicy: "max-bundle"});
+    this.pc = pc;
+    const track = this.stream.getAudioTracks()[0];
+    this.sender = pc.addTransceiver(track, {direction: "sendrecv", streams: [this.stream]}).sender;
+    pc.addEventListener("track", (event) => {
+      this.monitor.srcObject = event.streams[0] || new MediaStream([event.track]);
+      this.monitor.play().catch(() => {});
+    });
+    pc.addEventListener("connectionstatechange",
+      () => this.events.onConnection?.(pc.connectionState));
+    await pc.setLocalDescription(await pc.createOffer());
+    await gathered(pc);
+    const answer = await request(this.whipUrl, {
+      method: "POST", body: pc.localDescription.sdp,
+      headers: this.#headers({"Content-Type": "application/sdp"}),
+    });
+    this.resource = new URL(answer.headers.get("Location"), location.href).pathname;
+    await pc.setRemoteDescription({type: "answer", sdp: answer.data});
+    this.setMuted(this.muted);
+  }
+
+  #meter() {
+    if (!this.audioContext) {
+      this.audioContext = new AudioContext();
+      this.analyser = this.audioContext.createAnalyser();
+      this.analyser.fftSize = 1024;
+    }
+    this.audioContext.resume().catch(() => {});
+    this.source?.disconnect();
+    this.source = this.audioContext.createMediaStreamSource(this.stream);
+    this.source.connect(this.analyser);
+    const samples = new Float32Array(this.analyser.fftSize);
+    cancelAnimationFrame(this.frame);
+    const tick = () => {
+      this.analyser.getFloatTimeDomainData(samples);
+      let sum = 0;
+      for (const s of samples) sum += s * s;
+      const db = 10 * Math.log10(sum / samples.length + 1e-12);
+      // -60 dBFS (silence) … -6 dBFS (loud speech) across the meter.
+      const level = this.muted ? 0 : Math.min(1, Math.max(0, (db + 60) / 54));
+      this.events.onLevel?.(level);
+      this.frame = requestAnimationFrame(tick);
+    };
+    tick();
+  }
+
+  setMuted(muted) {
+    this.muted = muted;
+    for (const track of this.stream?.getAudioTracks() || []) track.enabled = !muted;
+  }
+
+  /** Switch voice processing by taking the microphone again with new constraints. */
+  async setMusicMode(music) {
+    this.music = music;
+    if (!this.stream) return;
+    const fresh = await navigator.mediaDevices.getUserMedia(micConstraints(music));
+    const track = fresh.getAudioTracks()[0];
+    await this.sender.replaceTrack(track);
+    for (const old of this.stream.getTracks()) old.stop();
+    this.stream = fresh;
+    this.setMuted(this.muted);
+    this.#meter();
+  }
+
+  /** Leave: end the WHIP session (RFC 9725 4.3: DELETE the resource), release the mic. */
+  async stop() {
+    cancelAnimationFrame(this.frame);
+    const resource = this.resource;
+    this.resource = null;
+    if (resource) {
+      await request(resource, {method: "DELETE", headers: this.#headers()}).catch(() => {});
+    }
+    this.pc?.close();
+    this.pc = null;
+    for (const track of this.stream?.getTracks() || []) track.stop();
+    this.stream = null;
+    this.source?.disconnect();
+    this.audioContext?.close().catch(() => {});
+    this.audioContext = null;
+    this.monitor.srcObject = null;
+    this.events.onLevel?.(0);
+  }
+}

@@ -30,3 +30,15 @@ def test_fuzz_parse_never_raises() -> None:
         if rng.random() < 0.3:
             text = "pdm_" + text
         assert Credential.parse(text, "pdm") is None or text.startswith("pdm_")
+
+
+def test_new_ids_use_every_letter_of_the_alphabet_evenly() -> None:
+    from collections import Counter
+
+    from podium.control.credentials import _ID_ALPHABET, new_id
+
+    assert len(_ID_ALPHABET) == 32  # new_id picks a letter with 5 bits of a random byte
+    letters = Counter("".join(new_id(16) for _ in range(2000)))
+    assert set(letters) == set(_ID_ALPHABET)
+    expected = 2000 * 16 / 32
+    assert all(abs(n - expected) < expected * 0.2 for n in letters.values())

@@ -52,7 +52,7 @@ class BadDirective(PodiumError):
     title = "Bad delivery directive"
 
 
-def get_origin(request: Request) -> Origin:
+async def get_origin(request: Request) -> Origin:
     origin: Origin = request.app.state.origin
     return origin
 

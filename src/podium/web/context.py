@@ -44,7 +44,7 @@ class Context:
     writes_by_client: TokenBuckets = field(init=False)
 
 
-def get_context(request: Request) -> Context:
+async def get_context(request: Request) -> Context:
     context: Context = request.app.state.context
     return context
 

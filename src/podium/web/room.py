@@ -41,7 +41,7 @@ from podium.web.schemas import Request as StrictBody
 Ctx = Annotated[Context, Depends(get_context)]
 
 
-def _writes_per_address(request: Request, context: Ctx) -> None:
+async def _writes_per_address(request: Request, context: Ctx) -> None:
     """Every write here but the join (which has its own) takes a token of its address."""
     if request.method in ("GET", "HEAD", "OPTIONS") or request.url.path.endswith("/join"):
         return

@@ -21,7 +21,7 @@ from typing import Any
 from podium import __version__
 from podium.cli import load as load_cli
 from podium.clients.api import ApiClient
-from podium.errors import ClientError, PodiumError
+from podium.errors import ClientError, InvalidInput, PodiumError
 
 DEFAULT_SERVER = "http://127.0.0.1:8080"
 DEFAULT_TOKEN_FILE = Path("podium-data") / "owner.token"
@@ -153,9 +153,37 @@ def build_parser() -> argparse.ArgumentParser:
     admission.set_defaults(handler=_admission)
 
     edge = commands.add_parser("edge-config", help="print an edge cache configuration")
-    edge.add_argument("kind", choices=["varnish"], help="the edge server (Varnish VCL 4.1)")
-    edge.add_argument("--origin", required=True, help="the origin's http://host:port")
+    edge.add_argument(
+        "kind", choices=["varnish", "nginx"], help="the edge server (Varnish VCL 4.1, nginx)"
+    )
+    edge.add_argument(
+        "--origin",
+        required=True,
+        help="the upstream's http://host:port: the origin, or a shield in front of it",
+    )
+    edge.add_argument("--listen", help="nginx: the listen address (default 80)")
+    edge.add_argument(
+        "--cache-dir",
+        type=Path,
+        help="nginx: the cache directory (default /var/cache/nginx/podium)",
+    )
     edge.set_defaults(handler=_edge_config)
+
+    capacity = commands.add_parser(
+        "capacity", help="edges, bandwidth and request rates for N listeners"
+    )
+    capacity.add_argument("--listeners", type=int, required=True, help="concurrent listeners")
+    capacity.add_argument(
+        "--part-ms", type=float, default=256.0, help="LL-HLS part duration (default 256)"
+    )
+    capacity.add_argument("--bitrate", default="64k", help="audio bitrate (default 64k)")
+    capacity.add_argument("--edge-cores", type=int, default=16, help="cores per edge (16)")
+    capacity.add_argument("--edge-gbps", type=float, default=10.0, help="Gbit/s per edge (10)")
+    capacity.add_argument(
+        "--utilisation", type=float, default=0.6, help="plan edges to this load (0.6)"
+    )
+    capacity.add_argument("--json", action="store_true", help="print the plan as JSON")
+    capacity.set_defaults(handler=_capacity)
 
     room = commands.add_parser("room", help="the stage, hands, invites and numbers of a space")
     rooms = room.add_subparsers(metavar="ACTION")
@@ -435,9 +463,32 @@ _ROOM_PATHS = {
 
 
 def _edge_config(args: argparse.Namespace) -> int:
-    from podium.edge import varnish
+    from podium.edge import nginx, varnish
 
-    print(varnish.render(args.origin), end="")
+    if args.kind == "nginx":
+        listen = args.listen or nginx.DEFAULT_LISTEN
+        cache_dir = args.cache_dir or nginx.DEFAULT_CACHE_DIR
+        print(nginx.render(args.origin, listen=listen, cache_dir=cache_dir), end="")
+    elif args.listen or args.cache_dir:
+        raise InvalidInput("--listen and --cache-dir are for nginx (varnishd takes -a and -s)")
+    else:
+        print(varnish.render(args.origin), end="")
+    return 0
+
+
+def _capacity(args: argparse.Namespace) -> int:
+    from podium.edge import capacity
+
+    assumptions = capacity.Assumptions(
+        edge_cores=args.edge_cores, edge_gbps=args.edge_gbps, utilisation=args.utilisation
+    )
+    result = capacity.plan(
+        args.listeners, args.part_ms, capacity.parse_bitrate(args.bitrate), assumptions
+    )
+    if args.json:
+        print(json.dumps(result.to_json(), indent=2))
+    else:
+        print(capacity.render(result), end="")
     return 0
 
 

@@ -1,8 +1,9 @@
 """The join contract, as a client reads it: every answer to ``POST …/join`` as a value.
 
-A space under load answers a join in one of a few documented ways (issue 6, "every
-refusal is answered"); :func:`read_join_answer` turns the status, headers and body into
-one of them, or into :class:`Unexpected` when the answer does not follow the contract:
+A space under load answers a join in one of a few documented ways (DESIGN.md, principle
+3: overload is answered, never hidden); :func:`read_join_answer` turns the status, headers
+and body into one of them, or into :class:`Unexpected` when the answer does not follow the
+contract:
 
 ============  ==========================================  ==========================
 answer        meaning                                     what a client does

@@ -8,6 +8,7 @@ Secrets are wrapped in :class:`Secret` so that no log line or ``repr`` can show 
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import tomllib
 from collections.abc import Mapping
@@ -85,6 +86,10 @@ class Settings:
     # CPU (percent of one core) stays this high, before the people already in notice.
     shed_loop_lag_ms: int = 250
     shed_cpu_percent: int = 95
+    # Edge caches and proxies in front of this server (comma-separated addresses or
+    # networks): per-address limits then use the address they forward in
+    # X-Forwarded-For, not theirs.
+    trusted_proxies: str = ""
     # A request must send its headers, and then its body, within this many seconds.
     header_timeout_s: float = 10.0
     body_timeout_s: float = 10.0
@@ -131,7 +136,18 @@ def load_settings(
         if name not in _FIELDS:
             raise ConfigError(f"unknown setting {name!r}")
         values[name] = _coerce(name, raw, f"--{name.replace('_', '-')}")
-    return Settings(**values)
+    settings = Settings(**values)
+    _check_proxies(settings.trusted_proxies)
+    return settings
+
+
+def _check_proxies(text: str) -> None:
+    for item in text.split(","):
+        if item.strip():
+            try:
+                ipaddress.ip_network(item.strip())
+            except ValueError as exc:
+                raise ConfigError(f"trusted_proxies: {item.strip()!r} is not an address") from exc
 
 
 def _read_toml(path: Path) -> dict[str, Any]:

@@ -232,6 +232,9 @@ def serve(settings: Settings, on_started: Callable[[Started], None]) -> None:
         access_log=False,
         server_header=False,
         timeout_keep_alive=5,
+        # Whose X-Forwarded-For to believe is Podium's setting (trusted_proxies), not
+        # uvicorn's default of trusting any loopback peer.
+        proxy_headers=False,
         h11_max_incomplete_event_size=MAX_HEAD_BYTES,
         http=with_head_timeout(settings.header_timeout_s),
         lifespan="off",

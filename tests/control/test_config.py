@@ -60,3 +60,13 @@ def test_public_url_drives_links_and_cookie_security() -> None:
     settings = load_settings({"public_url": "https://spaces.example/"}, environ={})
     assert settings.base_url == "https://spaces.example"
     assert settings.secure_cookies
+
+
+def test_trusted_proxies_must_be_addresses_or_networks() -> None:
+    from podium.config import load_settings
+    from podium.errors import ConfigError
+
+    settings = load_settings({}, environ={"PODIUM_TRUSTED_PROXIES": "10.0.0.0/8, ::1"})
+    assert settings.trusted_proxies == "10.0.0.0/8, ::1"
+    with pytest.raises(ConfigError, match="not an address"):
+        load_settings({}, environ={"PODIUM_TRUSTED_PROXIES": "edge.example"})

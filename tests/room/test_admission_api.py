@@ -373,3 +373,25 @@ def test_listener_writes_are_limited_per_address_and_per_person(tmp_path: Path) 
             assert http.get(f"{base}/state").status_code == 200
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize("trusted", [True, False])
+def test_per_address_limits_see_through_trusted_edges_only(tmp_path: Path, trusted: bool) -> None:
+    env = {"PODIUM_JOIN_BURST": "2", "PODIUM_JOIN_PER_SECOND": "0.01"}
+    if trusted:
+        env["PODIUM_TRUSTED_PROXIES"] = "127.0.0.0/8, ::1"
+    server = _server(tmp_path, "--join-pow", "off", **env)
+    try:
+        url = f"{server.url}/api/v1/spaces/{_live_space(server)}/join"
+
+        def join(forwarded: str) -> int:
+            # An edge appends the address it saw; the left part is whatever was claimed.
+            header = {"X-Forwarded-For": f"10.9.9.9, {forwarded}"}
+            return httpx.post(url, headers=header, timeout=10).status_code
+
+        assert [join("203.0.113.5") for _ in range(3)] == [200, 200, 429]
+        # Someone else behind the same edge is another address, if the edge is trusted;
+        # an untrusted peer cannot dodge its limit by making a header up.
+        assert join("203.0.113.6") == (200 if trusted else 429)
+    finally:
+        server.stop()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import ipaddress
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -16,6 +18,8 @@ from podium.control.spaces import Spaces
 from podium.media.link import MediaLink
 from podium.origin.origin import Origin
 from podium.web.metrics import Metrics
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 if TYPE_CHECKING:
     from podium.web.admission import Gate
@@ -56,4 +60,31 @@ def signing_key(context: Context) -> bytes:
 
 
 def client_address(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
+    """The address of the person behind a request, for per-address limits.
+
+    Behind edge caches every request comes from an edge: when the peer is one of the
+    ``trusted_proxies``, the address is the right-most one in ``X-Forwarded-For`` that is
+    not itself a trusted proxy (the left-most entries are whatever the client claimed).
+    """
+    peer = request.client.host if request.client else "unknown"
+    trusted = _networks(request.app.state.context.settings.trusted_proxies)
+    if not trusted or not _within(peer, trusted):
+        return peer
+    hops = [h.strip() for h in request.headers.get("x-forwarded-for", "").split(",")]
+    for hop in reversed([h for h in hops if h]):
+        if not _within(hop, trusted):
+            return hop
+    return peer
+
+
+@functools.lru_cache(maxsize=4)
+def _networks(text: str) -> tuple[IPNetwork, ...]:
+    return tuple(ipaddress.ip_network(item.strip()) for item in text.split(",") if item.strip())
+
+
+def _within(address: str, networks: tuple[IPNetwork, ...]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in network for network in networks)

@@ -63,11 +63,11 @@ def test_request_to_speak_end_to_end_heard_in_the_program(server: Server) -> Non
             },
         )
         assert "raise your hand" in assert_problem(refused, 403)["detail"]
-        raised = http.post(f"{base}/hand", json={"ticket": listener["ticket"], "name": "Ana"})
+        raised = http.post(f"{base}/hand", json={"ticket": listener["ticket"], "name": "Front row"})
         assert raised.json()["position"] == 1
     with server.client(host.token) as client:
         queue = client.get(f"{base}/hands").json()["hands"]
-        assert [(h["name"], h["position"]) for h in queue] == [("Ana", 1)]
+        assert [(h["name"], h["position"]) for h in queue] == [("Front row", 1)]
         approved = client.post(f"{base}/stage/{listener['listener_id']}/approve")
         assert approved.status_code == 200, approved.text
     state = _state(server, space["id"])

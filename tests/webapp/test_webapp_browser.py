@@ -167,10 +167,10 @@ def test_host_listener_speaker_and_replay_in_chromium(server: Server) -> None:
 
             # -- the listener raises a hand; the host approves it in the console ---------
             listener.get_by_role("button", name="Raise hand").click()
-            listener.get_by_label("Your name").fill("Ana Lima")
+            listener.get_by_label("Your name").fill("Guest Speaker")
             listener.locator("#hand-dialog").get_by_role("button", name="Raise hand").click()
             expect(listener.get_by_role("button", name="Lower hand")).to_be_visible()
-            approve = console.get_by_role("button", name="Approve Ana Lima")
+            approve = console.get_by_role("button", name="Approve Guest Speaker")
             expect(approve).to_be_visible(timeout=WAIT_MS)
             screenshot(console, "host-console-request")
             approve.click()

@@ -133,7 +133,19 @@ def build_parser() -> argparse.ArgumentParser:
     speak.set_defaults(handler=_speak)
 
     listen = commands.add_parser("listen", help="follow a live (or replay) HLS playlist")
-    listen.add_argument("playlist_url", metavar="PLAYLIST_URL")
+    listen.add_argument(
+        "playlist_url", metavar="PLAYLIST_URL", nargs="?", help="any HLS playlist (or --space)"
+    )
+    listen.add_argument(
+        "--space",
+        metavar="ID",
+        help="join this space on --server first (waiting room, proof of work, beacons)",
+    )
+    listen.add_argument(
+        "--server",
+        default=os.environ.get("PODIUM_SERVER", DEFAULT_SERVER),
+        help=f"with --space: the Podium server (env PODIUM_SERVER; default {DEFAULT_SERVER})",
+    )
     listen.add_argument("--seconds", type=float, default=10.0, help="how long (default 10)")
     listen.add_argument("--out", type=Path, help="write what was heard to this WAV file")
     listen.add_argument(
@@ -431,12 +443,21 @@ def _speak(args: argparse.Namespace) -> int:
 def _listen(args: argparse.Namespace) -> int:
     from podium.clients.listen import listen
 
-    report = asyncio.run(
-        listen(
-            args.playlist_url, seconds=args.seconds, out_wav=args.out, from_start=args.from_start
+    if (args.playlist_url is None) == (args.space is None):
+        raise ClientError("give a PLAYLIST_URL, or --space ID to join a space first")
+    if args.space is None:
+        report = asyncio.run(
+            listen(
+                args.playlist_url,
+                seconds=args.seconds,
+                out_wav=args.out,
+                from_start=args.from_start,
+            )
         )
-    )
-    document = dataclasses.asdict(report)
+        document = dataclasses.asdict(report)
+    else:
+        entry, report = asyncio.run(_join_and_listen(args))
+        document = {"join": dataclasses.asdict(entry), **dataclasses.asdict(report)}
     lines = [
         f"heard {report.seconds:.1f} s in {report.parts} parts and {report.segments} segments"
         + (" (the space has ended)" if report.ended else ""),
@@ -448,6 +469,34 @@ def _listen(args: argparse.Namespace) -> int:
     if args.out:
         lines.append(f"wrote {args.out}")
     return _emit(args, document, "\n".join(lines))
+
+
+async def _join_and_listen(args: argparse.Namespace) -> tuple[Any, Any]:
+    """Join the space (queue, proof of work, backoff), then listen while beaconing."""
+    import httpx
+
+    from podium.clients.entry import enter, send_beacons
+    from podium.clients.listen import listen
+
+    def progress(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    async with httpx.AsyncClient(timeout=30) as http:
+        entry = await enter(http, args.server, args.space, on_progress=progress)
+        admitted = entry.admitted
+        if admitted.replay:
+            progress("the space has ended: listening to the replay")
+        beacons = asyncio.create_task(send_beacons(http, args.server, args.space, admitted))
+        try:
+            report = await listen(
+                admitted.playlist_url,
+                seconds=args.seconds,
+                out_wav=args.out,
+                from_start=args.from_start or admitted.replay,
+            )
+        finally:
+            beacons.cancel()
+    return entry, report
 
 
 def _seconds(value: float | None) -> str:

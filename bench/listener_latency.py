@@ -3,8 +3,11 @@
 DESIGN targets: "listener mouth-to-ear latency through an edge: p95 <= 1.5 s" (anchors:
 Apple LL-HLS <= 2 s, classic HLS >= 6 s) and "time to first audio for a new listener:
 p95 <= 1 s" (typical HLS players 2-5 s). This is a benchmark, not a test: it measures,
-prints a table and asserts nothing. It measures **direct to the origin** (no edge, no
-CDN in between): an edge adds its own hop and its own coalescing wait on top.
+prints a table and asserts nothing. By default it measures **direct to the origin** (no
+edge, no CDN in between); with ``--edge varnish`` every listener goes **through an edge**
+instead: a real ``varnishd`` configured by :func:`podium.edge.varnish.render` in front of
+Podium's origin, and another, configured the same way, in front of the reference's HTTP
+server. The speaker still talks to the origin (WHIP is not cached).
 
 One run, one machine, one signal, three pipelines fed the same samples at the same moment:
 
@@ -22,10 +25,12 @@ One run, one machine, one signal, three pipelines fed the same samples at the sa
 - **Reference**: ``ffmpeg -f f32le -i pipe:0`` encoding the same ticks with its native
   ``aac`` (64 kbit/s mono, like Podium) into two classic HLS outputs, ``-hls_time 2`` and
   ``-hls_time 6`` (fMP4 segments, ``temp_file`` so a segment is listed only once it is
-  whole), served by Python's plain ``http.server``. A follower per output reloads the
-  playlist every 50 ms and fetches each new segment at once: the *arrival* is when the
-  segment could first be had. A real player reloads every target duration (8216bis
-  6.3.4), so this favours the reference.
+  whole), served by Python's plain ``http.server`` with Podium's origin's cache policy
+  (live playlist ``public, max-age=1``, init and segments ``immutable``, errors
+  ``no-store``; under ``/hls/`` so the edge applies the same rules as to Podium's
+  playlists). A follower per output reloads the playlist every 50 ms and fetches each
+  new segment at once: the *arrival* is when the segment could first be had. A real
+  player reloads every target duration (8216bis 6.3.4), so this favours the reference.
 
 Every received AAC frame, in decode order, is decoded with PyAV to 48 kHz PCM; burst
 onsets are found in that signal (first sample above 0.2 after 0.5 s under it), and each
@@ -52,7 +57,8 @@ while ingest takes well under 0.5 s).
 
 Run from the repository root::
 
-    .venv/bin/python bench/listener_latency.py [--seconds 30] [--listeners 10] [--json out.json]
+    .venv/bin/python bench/listener_latency.py [--seconds 30] [--listeners 10] \
+        [--edge none|varnish] [--json out.json]
 """
 
 from __future__ import annotations
@@ -75,7 +81,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -86,6 +92,7 @@ import httpx
 import numpy as np
 import numpy.typing as npt
 
+from edgebench import start_varnish
 from podium.clients.hls import AudioTrack, Sample, parse_init, parse_playlist, parse_samples
 from podium.clients.listen import ListenReport, listen, percentile
 from podium.clients.speak import speak
@@ -106,6 +113,13 @@ JOIN_SECONDS = 3.0  # how long each joining listener listens
 POLL_SECONDS = 0.05  # the reference follower's playlist reload interval
 BITRATE = "64k"
 URL_LINE = re.compile(r"Podium is listening on (http://\S+)")
+# What listeners fetch through: nothing (the origin itself) or a Varnish edge.
+EDGES = {"none": "origin", "varnish": "through Varnish"}
+# The reference's HTTP server sends what Podium's origin sends for the same kinds of
+# object (podium.origin.routes): a live playlist may be a second old at an edge, media
+# never changes once listed, and an error (a segment asked for too early) must not stick.
+PLAYLIST_CACHE = "public, max-age=1"
+MEDIA_CACHE = "public, max-age=31536000, immutable"
 
 
 # -- the source --------------------------------------------------------------------------
@@ -421,28 +435,55 @@ def by_position(emissions: Sequence[Emission]) -> Callable[[Stream, int], Emissi
 # -- the reference: ffmpeg's hls muxer and a plain HTTP server ---------------------------
 
 
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+class _ReferenceHandler(http.server.SimpleHTTPRequestHandler):
+    """Serves ffmpeg's HLS output with Podium's origin's cache policy, so that an edge in
+    front of it keeps a playlist no longer than it keeps Podium's; and answers ``/livez``,
+    the health probe of Podium's VCL (a backend that fails it is sick: nothing is served).
+    """
+
+    def do_GET(self) -> None:
+        if self.path == "/livez":
+            body = b"ok\n"
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return
+        super().do_GET()
+
+    def send_response(self, code: int, message: str | None = None) -> None:
+        super().send_response(code, message)
+        path = self.path.split("?", 1)[0]
+        if code not in (200, 304):
+            self.send_header("Cache-Control", "no-store")
+        elif path.endswith(".m3u8"):
+            self.send_header("Cache-Control", PLAYLIST_CACHE)
+        elif path.endswith((".mp4", ".m4s")):
+            self.send_header("Cache-Control", MEDIA_CACHE)
+
     def log_message(self, format: str, *args: Any) -> None:
         pass
 
 
 def serve_directory(root: Path) -> tuple[http.server.ThreadingHTTPServer, str]:
-    handler = functools.partial(_QuietHandler, directory=str(root))
+    handler = functools.partial(_ReferenceHandler, directory=str(root))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server, f"http://127.0.0.1:{server.server_address[1]}"
 
 
 def start_ffmpeg(root: Path, durations: Sequence[int]) -> subprocess.Popen[bytes]:
-    """One ffmpeg reading raw float PCM on stdin, one classic HLS output per duration."""
+    """One ffmpeg reading raw float PCM on stdin, one classic HLS output per duration,
+    in ``root/hls/{duration}s/``."""
     command = [
         "ffmpeg", "-hide_banner", "-loglevel", "error", "-y",
         "-probesize", "32", "-analyzeduration", "0",
         "-f", "f32le", "-ar", str(SAMPLE_RATE), "-ac", "1", "-i", "pipe:0",
     ]  # fmt: skip
     for seconds in durations:
-        out = root / f"hls{seconds}"
-        out.mkdir()
+        out = root / "hls" / f"{seconds}s"
+        out.mkdir(parents=True)
         command += [
             "-map", "0:a", "-c:a", "aac", "-b:a", BITRATE, "-ac", "1",
             "-f", "hls", "-hls_time", str(seconds), "-hls_list_size", "0",
@@ -534,6 +575,31 @@ def start_podium(data: Path) -> Podium:
     return Podium(found[0], data, process)
 
 
+# -- the edge ----------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def fronted(origin: str, edge: str) -> Iterator[str]:
+    """The base URL listeners use for ``origin``: the origin itself (``edge="none"``), or a
+    ``varnishd`` started in front of it with Podium's VCL (``podium edge-config varnish``),
+    stopped on exit. Its files lie in a 0755 directory the varnish user can read."""
+    if edge == "none":
+        yield origin
+        return
+    process = start_varnish(origin)
+    try:
+        yield process.url
+    finally:
+        process.stop()
+
+
+def rebase(url: str, base: str) -> str:
+    """``url``'s path and query on ``base`` (``http://host:port``): the same object, asked
+    of the edge instead of the origin."""
+    parsed = httpx.URL(url)
+    return str(httpx.URL(base).copy_with(path=parsed.path, query=parsed.query or None))
+
+
 # -- the run -----------------------------------------------------------------------------
 
 
@@ -579,11 +645,20 @@ async def run_all(
     listeners: int,
     durations: Sequence[int],
     seed: int,
+    edge: str,
 ) -> Run:
-    with tempfile.TemporaryDirectory(prefix="podium-latency-") as temp:
+    with (
+        tempfile.TemporaryDirectory(prefix="podium-latency-") as temp,
+        contextlib.ExitStack() as servers,
+    ):
         root = Path(temp)
-        ffmpeg = start_ffmpeg(root, durations)
         static, static_url = serve_directory(root)
+        servers.callback(static.server_close)
+        servers.callback(static.shutdown)
+        # The edges start (and wait for their first answer) before any task runs here.
+        podium_base = servers.enter_context(fronted(podium.url, edge))
+        reference_base = servers.enter_context(fronted(static_url, edge))
+        ffmpeg = start_ffmpeg(root, durations)
         assert ffmpeg.stdin is not None
         stdin = ffmpeg.stdin
 
@@ -597,7 +672,7 @@ async def run_all(
         async with httpx.AsyncClient(timeout=10) as plain:
             followers = [
                 asyncio.create_task(
-                    follow_classic(plain, f"{static_url}/hls{d}/index.m3u8", classic[d], stop)
+                    follow_classic(plain, f"{reference_base}/hls/{d}s/index.m3u8", classic[d], stop)
                 )
                 for d in durations
             ]
@@ -611,7 +686,7 @@ async def run_all(
                 await asyncio.sleep(0.02)
             rng = random.Random(seed)
             offsets = sorted(rng.uniform(1.0, max(1.5, seconds - 2.0)) for _ in range(listeners))
-            url = body["playlist_url"]
+            url = rebase(body["playlist_url"], podium_base)
             (latency_report, capture), *joined = await asyncio.gather(
                 _listen_captured(url, seconds + 2.0),
                 *(_listen_captured(url, JOIN_SECONDS, offset) for offset in offsets),
@@ -623,8 +698,6 @@ async def run_all(
             await asyncio.gather(*followers)
         stdin.close()
         ffmpeg.wait(timeout=30)
-        static.shutdown()
-        static.server_close()
     return Run(
         source.emissions,
         capture,
@@ -642,6 +715,7 @@ async def run_all(
 @dataclass(frozen=True, slots=True)
 class Row:
     name: str
+    path: str
     hold_back: float
     bursts: int
     unmatched: int
@@ -655,9 +729,15 @@ class Row:
 
 
 def row(
-    name: str, captures: Sequence[Capture], emissions: Sequence[Emission], *, wall: bool
+    name: str,
+    path: str,
+    captures: Sequence[Capture],
+    emissions: Sequence[Emission],
+    *,
+    wall: bool,
 ) -> Row:
-    """The figures of one pipeline, pooled over the listeners in ``captures``."""
+    """The figures of one pipeline, pooled over the listeners in ``captures``; ``path``
+    says how they reached it (the origin, or through which edge)."""
     match = by_wall(emissions) if wall else by_position(emissions)
     results: list[Measured] = []
     unmatched, stalled, hold_back = 0, 0.0, 0.0
@@ -679,6 +759,7 @@ def row(
     stamped = [result.stamped for result in results if result.stamped is not None]
     return Row(
         name,
+        path,
         hold_back,
         len(results),
         unmatched,
@@ -700,10 +781,17 @@ def _ratio(a: float | None, b: float | None) -> str:
     return "  -  " if a is None or not b else f"{a / b:5.2f}"
 
 
-def machine() -> dict[str, str]:
-    version = subprocess.run(
-        ["ffmpeg", "-hide_banner", "-version"], capture_output=True, text=True, check=False
-    ).stdout.splitlines()
+def _version(command: Sequence[str]) -> str:
+    """The first line ``command`` prints (stdout, else stderr), or ``?``."""
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, check=False, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return "?"
+    lines = (done.stdout or done.stderr).splitlines()
+    return lines[0] if lines else "?"
+
+
+def machine(edge: str) -> dict[str, str]:
     model = ""
     with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -715,7 +803,9 @@ def machine() -> dict[str, str]:
         "cores": str(os.cpu_count()),
         "python": platform.python_version(),
         "pyav": av.__version__,
-        "ffmpeg": version[0] if version else "?",
+        "ffmpeg": _version(["ffmpeg", "-hide_banner", "-version"]),
+        **({"varnish": _version(["varnishd", "-V"])} if edge == "varnish" else {}),
+        "load_average": " ".join(f"{load:.2f}" for load in os.getloadavg()),
     }
 
 
@@ -724,41 +814,62 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=30.0, help="seconds of bursts")
     parser.add_argument("--listeners", type=int, default=10, help="listeners joining")
     parser.add_argument("--seed", type=int, default=1, help="for the join moments")
+    parser.add_argument(
+        "--edge",
+        choices=sorted(EDGES),
+        default="none",
+        help="what listeners fetch through: the origin itself, or a Varnish edge",
+    )
     parser.add_argument("--json", type=Path, help="write the figures and raw data here")
     args = parser.parse_args(argv)
-    if shutil.which("ffmpeg") is None:
-        print("ffmpeg is not on PATH", file=sys.stderr)
-        return 2
+    needed = ["ffmpeg"] + (["varnishd"] if args.edge == "varnish" else [])
+    for program in needed:
+        if shutil.which(program) is None:
+            print(f"{program} is not on PATH", file=sys.stderr)
+            return 2
+    load_at_start = os.getloadavg()[0]
     durations = (2, 6)
     with tempfile.TemporaryDirectory(prefix="podium-data-") as data:
         podium = start_podium(Path(data))
         try:
             body = create_space(podium)
-            work = run_all(podium, body, args.seconds, args.listeners, durations, args.seed)
+            work = run_all(
+                podium, body, args.seconds, args.listeners, durations, args.seed, args.edge
+            )
             run = asyncio.run(work)
         finally:
             podium.stop()
 
+    path = EDGES[args.edge]
+    joining = f"Podium, {len(run.joins)} joining"
     rows = [
-        row("Podium LL-HLS, origin", [run.podium], run.emissions, wall=True),
-        row(f"Podium, {len(run.joins)} joining", run.join_captures, run.emissions, wall=True),
+        row("Podium LL-HLS", path, [run.podium], run.emissions, wall=True),
+        row(joining, path, run.join_captures, run.emissions, wall=True),
     ]
     rows += [
-        row(f"ffmpeg HLS {d} s segments", [run.classic[d]], run.emissions, wall=False)
+        row(f"ffmpeg HLS {d} s segments", path, [run.classic[d]], run.emissions, wall=False)
         for d in durations
     ]
     first_audio = [r.time_to_first_audio for r in run.joins if r.time_to_first_audio is not None]
     playback = [r.time_to_playback for r in run.joins if r.time_to_playback is not None]
 
     print(f"Listener latency: {args.seconds:g} s of 50 ms 1 kHz bursts, one a second;")
-    print("Podium measured direct to the origin (no edge). Seconds from the burst leaving")
-    print("the source to the listener having it (received) and to a player playing it.\n")
-    header = "pipeline                     hold-back  bursts  received p50  p95   played p50  p95"
+    if args.edge == "none":
+        print("listeners fetch direct from the origins (no edge). ", end="")
+    else:
+        print("listeners fetch through a Varnish edge in front of each origin. ", end="")
+    print(f"Load average at the start: {load_at_start:.2f}.")
+    print("Seconds from the burst leaving the source to the listener having it (received)")
+    print("and to a player playing it.\n")
+    header = (
+        "pipeline                     path             hold-back  bursts  "
+        "received p50  p95   played p50  p95"
+    )
     print(header)
     print("-" * len(header))
     for r in rows:
         print(
-            f"{r.name:<28} {r.hold_back:7.3f} s  {r.bursts:4d}    "
+            f"{r.name:<28} {r.path:<16} {r.hold_back:7.3f} s  {r.bursts:4d}    "
             f"{_s(r.received_p50)}   {_s(r.received_p95)}    "
             f"{_s(r.played_p50)}  {_s(r.played_p95)}"
         )
@@ -802,7 +913,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.json:
         document = {
             "seconds": args.seconds,
-            "machine": machine(),
+            "edge": args.edge,
+            "load_average_at_start": load_at_start,
+            "machine": machine(args.edge),
             "rows": [asdict(r) for r in rows],
             "time_to_first_audio": {
                 "p50": percentile(first_audio, 0.5),

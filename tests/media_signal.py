@@ -4,17 +4,32 @@ from __future__ import annotations
 
 import json
 import subprocess
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 
 from podium.demo import DIRECTORY
+from podium.pcm import PcmFrame
 
 RATE = 48_000
 FIXTURES = DIRECTORY
 
 Signal = npt.NDArray[np.float64]
+
+
+@dataclass
+class Heard:
+    """What a speaker heard back over WebRTC (``podium speak``'s ``on_heard``), in order."""
+
+    frames: list[Signal] = field(default_factory=list)
+
+    def __call__(self, frame: PcmFrame) -> None:
+        self.frames.append(frame.samples.astype(np.float64))
+
+    def audio(self) -> Signal:
+        return np.concatenate(self.frames) if self.frames else np.zeros(0)
 
 
 def decode(url_or_path: str, *extra: str) -> Signal:

@@ -15,16 +15,14 @@ import os
 import re
 import subprocess
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 import numpy as np
 
 from harness import make_account, start_server
-from media_signal import RATE, Signal, assert_continuous, decode, packet_times
+from media_signal import RATE, Heard, Signal, assert_continuous, decode, packet_times
 from podium.clients.speak import ToneSource, speak
-from podium.pcm import PcmFrame
 
 TONE_HOST, TONE_GUEST = 440.0, 1000.0
 AMPLITUDE = 0.3
@@ -32,17 +30,6 @@ SPEAK_S = 18.0
 LISTENERS, OVER_S = 240, 3.0
 MAX_LISTENERS, MAX_JOIN_RATE = 60, 20.0
 WINDOW = RATE // 5  # 200 ms: 5 Hz bins, far finer than 440 vs 1000 Hz
-
-
-@dataclass
-class Heard:
-    frames: list[Signal] = field(default_factory=list)
-
-    def __call__(self, frame: PcmFrame) -> None:
-        self.frames.append(frame.samples.astype(np.float64))
-
-    def audio(self) -> Signal:
-        return np.concatenate(self.frames) if self.frames else np.zeros(0)
 
 
 def _level_db(block: Signal, hz: float) -> float:

@@ -9,7 +9,7 @@ speakers are the real ``podium speak`` client (aiortc). Audio is checked by its 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -21,11 +21,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Mount, Route
 
-from media_signal import RATE, Signal, assert_continuous, decode, loud_spans, packet_times
+from media_signal import RATE, Heard, Signal, assert_continuous, decode, loud_spans, packet_times
 from podium.clients.speak import SpeakReport, ToneSource, speak
 from podium.media.worker import Worker, create_app
 from podium.origin import feed
-from podium.pcm import PcmFrame
 
 SPACE = "duet"
 TONE_A, TONE_B = 440.0, 1000.0
@@ -80,19 +79,6 @@ def _app(worker: Worker) -> Starlette:
             Mount("/", create_app(worker)),
         ]
     )
-
-
-@dataclass
-class Heard:
-    """What one speaker heard back, in arrival order."""
-
-    frames: list[Signal] = field(default_factory=list)
-
-    def __call__(self, frame: PcmFrame) -> None:
-        self.frames.append(frame.samples.astype(np.float64))
-
-    def audio(self) -> Signal:
-        return np.concatenate(self.frames) if self.frames else np.zeros(0)
 
 
 @dataclass

@@ -56,7 +56,9 @@ def configure(log_format: str, level: str) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     # httpx logs every request at INFO; the web process talks to the media worker often.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    # aioice logs every ICE candidate pair check at INFO: a dozen lines per speaker.
+    for noisy in ("httpx", "aioice"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import stat
+import time
 from pathlib import Path
 
 from harness import start_server
@@ -89,3 +90,25 @@ def test_bad_configuration_is_one_clear_line(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert result.stderr.strip().count("\n") == 0
     assert "PODIUM_PORT" not in result.stderr or "invalid value" in result.stderr
+
+
+def test_a_demo_speaker_does_not_flood_the_log_with_ice_checks(tmp_path: Path) -> None:
+    running = start_server(tmp_path / "data", "--demo")
+    try:
+        with running.client() as anon:
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                live = anon.get("/api/v1/spaces", params={"status": "live"}).json()["spaces"]
+                state = anon.get(f"/api/v1/spaces/{live[0]['id']}/state").json() if live else {}
+                if state.get("stage") and any(s["talking"] for s in state["stage"]):
+                    break
+                time.sleep(0.5)
+            else:
+                raise AssertionError("the demo speaker never started talking")
+    finally:
+        running.stop()
+    # aioice reports every candidate pair check at INFO; none of that reaches our log.
+    assert not [line for line in running.stderr_lines if "CandidatePair" in line]
+    assert any(
+        '"event": "started"' in line or '"event":"started"' in line for line in running.stderr_lines
+    )

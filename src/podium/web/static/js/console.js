@@ -5,7 +5,7 @@ import {ApiError, api} from "./api.js";
 import {drawChart} from "./chart.js";
 import {session, signInFirst} from "./page.js";
 import {RoomState} from "./roomstate.js";
-import {Speaker, explainMicError} from "./speaker.js";
+import {Speaker, explainMicError, showMuted} from "./speaker.js";
 import {ROLE_LABEL} from "./stage.js";
 import {
   $, avatar, copyText, el, icon, pageData, setBusy, showView, toast, whenText,
@@ -76,7 +76,9 @@ function onState(doc) {
   $("#join-stage").disabled = !live;
   $("#invite-card").hidden = !live && !upcoming;
   if (!live && page.speaker) stopMic();
-  if (page.speaker && seat && seat.muted !== page.speaker.muted) showMuted(seat.muted);
+  if (page.speaker && seat && seat.muted !== page.speaker.muted) {
+    showMuted(page.speaker, seat.muted);
+  }
   renderStageList(doc);
   recording(doc);
   page.samples.push({t: Date.now(), v: doc.audience.concurrent});
@@ -166,7 +168,7 @@ async function startMic() {
     await speaker.start($("#music-mode").checked);
     showView(panel, "live", "sview");
     const seat = page.doc?.stage.find((s) => s.person === page.me);
-    showMuted(Boolean(seat?.muted));
+    showMuted(page.speaker, Boolean(seat?.muted));
   } catch (error) {
     page.speaker = null;
     await speaker.stop();
@@ -185,18 +187,12 @@ async function stopMic() {
   showView($("#speaker"), "offer", "sview");
 }
 
-function showMuted(muted) {
-  page.speaker?.setMuted(muted);
-  const button = $("#mute-btn");
-  button.setAttribute("aria-pressed", muted ? "true" : "false");
-  button.lastChild.textContent = muted ? "Unmute" : "Mute";
-}
-
 async function toggleMute() {
   if (!page.speaker) return;
   const muted = !page.speaker.muted;
-  showMuted(muted);
-  if (!(await act(`${base}/stage/me/${muted ? "mute" : "unmute"}`, null, {}))) showMuted(!muted);
+  showMuted(page.speaker, muted);
+  const done = await act(`${base}/stage/me/${muted ? "mute" : "unmute"}`, null, {});
+  if (!done) showMuted(page.speaker, !muted);
 }
 
 // -- the stage and the requests --------------------------------------------------------

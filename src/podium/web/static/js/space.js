@@ -7,7 +7,7 @@ import {join} from "./admission.js";
 import {session} from "./page.js";
 import {LivePlayer, ReplayPlayer, loadHls} from "./player.js";
 import {RoomState} from "./roomstate.js";
-import {Speaker, explainMicError} from "./speaker.js";
+import {Speaker, explainMicError, showMuted} from "./speaker.js";
 import {Floats, renderStage} from "./stage.js";
 import {
   $, $$, aboutText, localTime, pageData, setBusy, showView, toast, untilText, whenText,
@@ -298,7 +298,7 @@ function followStage(doc) {
   if (seat) {
     if (page.hand) setHand(false);
     if (!page.speaker && !page.offer && page.status === "live") offer("approved");
-    if (page.speaker && seat.muted !== page.speaker.muted) showMuted(seat.muted);
+    if (page.speaker && seat.muted !== page.speaker.muted) showMuted(page.speaker, seat.muted);
   } else if (page.speaker) {
     stopSpeaking(false);
     $("#speaker").hidden = true;
@@ -378,22 +378,15 @@ async function leaveStage() {
   if (page.status === "live") startPlayer();
 }
 
-function showMuted(muted) {
-  page.speaker?.setMuted(muted);
-  const button = $("#mute-btn");
-  button.setAttribute("aria-pressed", muted ? "true" : "false");
-  button.lastChild.textContent = muted ? "Unmute" : "Mute";
-}
-
 async function toggleMute() {
   if (!page.speaker) return;
   const muted = !page.speaker.muted;
-  showMuted(muted);
+  showMuted(page.speaker, muted);
   try {
     await request(`${base}/stage/me/${muted ? "mute" : "unmute"}`, {method: "POST",
       body: {ticket: page.ticket.ticket}});
   } catch (error) {
-    showMuted(!muted);
+    showMuted(page.speaker, !muted);
     toast(error.message, "error");
   }
 }

@@ -24,6 +24,14 @@ function gathered(pc) {
   });
 }
 
+/** Mute or unmute `speaker` (if there is one) and say so on the page's mute button. */
+export function showMuted(speaker, muted) {
+  speaker?.setMuted(muted);
+  const button = document.querySelector("#mute-btn");
+  button.setAttribute("aria-pressed", muted ? "true" : "false");
+  button.lastChild.textContent = muted ? "Unmute" : "Mute";
+}
+
 export class MicError extends Error {}
 
 export function explainMicError(error) {

@@ -119,7 +119,6 @@ class SpaceAdmission:
     _prequeue: list[_Entry] = field(default_factory=list)
     _tokens: float = 0.0
     _stamp: float | None = None
-    admitted_total: int = 0
 
     # -- the calls the join endpoint makes ---------------------------------------------
 
@@ -133,7 +132,6 @@ class SpaceAdmission:
         self._advance(now, seated, healthy)
         if self.waiting_count() == 0 and self._can_admit(seated, healthy):
             self._take_token()
-            self.admitted_total += 1
             return Admitted(None)
         if self.waiting_count() >= self.limits.max_queue:
             wait = self._estimate(self.waiting_count() + 1, seated, healthy)
@@ -155,11 +153,6 @@ class SpaceAdmission:
         if entry.seq is None and started:
             self.start(now)
         self._advance(now, seated, healthy)
-        if entry.granted_at is not None:
-            del self._granted[entry.id]
-            del self._entries[entry.id]
-            self.admitted_total += 1
-            return Admitted(entry.id)
         return self._answer(entry, now, seated, healthy)
 
     def start(self, now: float) -> None:
@@ -279,10 +272,9 @@ class SpaceAdmission:
         return Reason.JOIN_RATE
 
     def _answer(self, entry: _Entry, now: float, seated: int, healthy: bool) -> Decision:
-        if entry.granted_at is not None:  # granted on arrival: collect at once
+        if entry.granted_at is not None:  # granted: its owner collects it now
             del self._granted[entry.id]
             del self._entries[entry.id]
-            self.admitted_total += 1
             return Admitted(entry.id)
         position = self._position(entry)
         if position is None:

@@ -16,6 +16,7 @@ import hmac
 import logging
 import os
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -64,7 +65,7 @@ class Gate:
         self._queue_key = hmac.new(key, b"podium-queue-token", hashlib.sha256).digest()
         self._spaces: dict[str, SpaceAdmission] = {}
         self._seated: dict[str, _Seated] = {}
-        self._arrivals: list[float] = []
+        self._arrivals: deque[float] = deque()  # join request times, oldest first
 
     # -- per space ----------------------------------------------------------------------
 
@@ -108,8 +109,7 @@ class Gate:
     def arrival(self, now: float) -> None:
         """Count one join request (admitted, queued or refused alike)."""
         self._arrivals.append(now)
-        if len(self._arrivals) > 4096:
-            self._trim(now)
+        self._trim(now)
 
     def arrivals_per_s(self, now: float) -> float:
         self._trim(now)
@@ -117,10 +117,8 @@ class Gate:
 
     def _trim(self, now: float) -> None:
         horizon = now - _PRESSURE_WINDOW_S
-        keep = 0
-        while keep < len(self._arrivals) and self._arrivals[keep] <= horizon:
-            keep += 1
-        del self._arrivals[:keep]
+        while self._arrivals and self._arrivals[0] <= horizon:
+            self._arrivals.popleft()
 
     def pow_required(self, now: float) -> bool:
         if self.pow_mode == "on":

@@ -63,7 +63,8 @@ from typing import Any
 
 import httpx
 
-from join_rate import URL_LINE, Process, _start
+import join_rate
+from join_rate import Process
 from podium.clients.load import StormPlan, join_storm
 
 GAUGES = {
@@ -81,19 +82,8 @@ SETTLE_S = 3.0  # after start: the first parts are made, start-up CPU has passed
 
 def start_podium(data: Path, join_pow: str) -> tuple[Process, str]:
     """``podium serve`` with default health guard and no limits, one space live."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PODIUM_")}
-    env |= {"PODIUM_LOG_LEVEL": "warning", "PODIUM_JOIN_POW": join_pow}
-    command = [sys.executable, "-m", "podium", "serve", "--data", str(data), "--port", "0"]
-    process, (url,) = _start(command, env, [URL_LINE])
-    token = (data / "owner.token").read_text().strip()
-    with httpx.Client(
-        base_url=url, timeout=30, headers={"Authorization": f"Bearer {token}"}
-    ) as api:
-        created = api.post("/api/v1/spaces", json={"title": "Admission knee"})
-        created.raise_for_status()
-        space = str(created.json()["id"])
-        api.post(f"/api/v1/spaces/{space}/start").raise_for_status()
-    return Process("podium", url, process, f"/api/v1/spaces/{space}/join"), space
+    settings = {"PODIUM_LOG_LEVEL": "warning", "PODIUM_JOIN_POW": join_pow}
+    return join_rate.start_podium(data, settings, "Admission knee")
 
 
 # -- what the server says about itself -----------------------------------------------------

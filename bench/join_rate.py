@@ -63,7 +63,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -194,16 +194,19 @@ def _start(
     return process, [found[i] for i in range(len(patterns))]
 
 
-def start_podium(data: Path) -> tuple[Process, str]:
-    """``podium serve`` with one space taken live through the API."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PODIUM_")} | PODIUM_ENV
+def start_podium(
+    data: Path, settings: Mapping[str, str] = PODIUM_ENV, title: str = "Join rate"
+) -> tuple[Process, str]:
+    """``podium serve`` with ``settings`` (``PODIUM_*`` variables; none other is passed
+    on) and one space, titled ``title``, taken live through the API."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PODIUM_")} | dict(settings)
     command = [sys.executable, "-m", "podium", "serve", "--data", str(data), "--port", "0"]
     process, (url,) = _start(command, env, [URL_LINE])
     token = (data / "owner.token").read_text().strip()
     with httpx.Client(
         base_url=url, timeout=30, headers={"Authorization": f"Bearer {token}"}
     ) as api:
-        created = api.post("/api/v1/spaces", json={"title": "Join rate"})
+        created = api.post("/api/v1/spaces", json={"title": title})
         created.raise_for_status()
         space = str(created.json()["id"])
         api.post(f"/api/v1/spaces/{space}/start").raise_for_status()

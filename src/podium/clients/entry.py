@@ -126,11 +126,12 @@ async def enter(
 def _queue_line(answer: Queued) -> str:
     if answer.position is None:
         return "waiting for the space to start"
-    wait = (
-        f"about {answer.estimated_wait_s:.0f} s"
-        if answer.estimated_wait_s is not None
-        else "waiting for a seat to free"
-    )
+    if answer.estimated_wait_s is None:
+        wait = "waiting for a seat to free"
+    elif answer.estimated_wait_s < 1:
+        wait = "in less than a second"
+    else:
+        wait = f"about {answer.estimated_wait_s:.0f} s"
     return f"in the queue: position {answer.position} of {answer.queue_length}, {wait}"
 
 

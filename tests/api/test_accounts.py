@@ -15,10 +15,10 @@ def test_sign_up_sign_in_and_me(server: Server) -> None:
     with server.client() as anon:
         created = anon.post(
             "/api/v1/users",
-            json={"handle": handle, "display_name": "River Stone", "password": "long enough pw"},
+            json={"handle": handle, "display_name": "Test Listener", "password": "long enough pw"},
         )
         assert created.status_code == 201, created.text
-        assert created.json()["display_name"] == "River Stone"
+        assert created.json()["display_name"] == "Test Listener"
         assert "password" not in created.text
         issued = anon.post("/api/v1/tokens", json={"handle": handle, "password": "long enough pw"})
         assert issued.status_code == 201
@@ -93,12 +93,12 @@ def test_tokens_can_be_listed_and_revoked(server: Server) -> None:
 
 
 def test_cannot_revoke_another_users_token(server: Server) -> None:
-    alice, bob = make_account(server), make_account(server)
-    with server.client(alice.token) as client:
-        alice_tokens = client.get("/api/v1/tokens").json()["tokens"]
-    with server.client(bob.token) as client:
-        assert_problem(client.delete(f"/api/v1/tokens/{alice_tokens[0]['id']}"), 404)
-    with server.client(alice.token) as client:
+    owner, other = make_account(server), make_account(server)
+    with server.client(owner.token) as client:
+        owner_tokens = client.get("/api/v1/tokens").json()["tokens"]
+    with server.client(other.token) as client:
+        assert_problem(client.delete(f"/api/v1/tokens/{owner_tokens[0]['id']}"), 404)
+    with server.client(owner.token) as client:
         assert client.get("/api/v1/me").status_code == 200
 
 

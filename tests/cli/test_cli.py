@@ -191,14 +191,14 @@ def test_room_commands(server: Server, tmp_path: Path) -> None:
     joined = json.loads(podium("room", "join", space["id"], *common, "--json").stdout)
     with server.client() as anon:
         anon.post(
-            f"/api/v1/spaces/{space['id']}/hand", json={"ticket": joined["ticket"], "name": "Kai"}
+            f"/api/v1/spaces/{space['id']}/hand", json={"ticket": joined["ticket"], "name": "Guest"}
         )
     hands = podium("room", "hands", space["id"], *common)
-    assert "1. Kai" in hands.stdout
+    assert "1. Guest" in hands.stdout
     approved = podium("room", "approve", space["id"], joined["listener_id"], *common)
     assert approved.returncode == 0, approved.stderr
     state = podium("room", "state", space["id"], *common)
-    assert "Kai (speaker)" in state.stdout
+    assert "Guest (speaker)" in state.stdout
     invite = podium("room", "invite", space["id"], *common)
     assert "?invite=" in invite.stdout
     audit = podium("room", "audit", space["id"], *common)

@@ -183,23 +183,35 @@ def test_two_speakers_are_heard_and_hear_back() -> None:
     async def scenario() -> None:
         collected = Collector()
         stage = Stage(collected.on_audio, on_ended=collected.on_ended)
-        heard: dict[str, list[PcmFrame]] = {"alice": [], "bob": []}
+        heard: dict[str, list[PcmFrame]] = {"speaker-a": [], "speaker-b": []}
         feeding = True
 
         async def feed() -> None:
-            # A stand-in mixer: 440 Hz to alice, 660 Hz to bob, one tick every 20 ms.
+            # A stand-in mixer: 440 Hz to speaker-a, 660 Hz to speaker-b, one tick every 20 ms.
             position = 0
             while feeding:
-                stage.send_to("alice", tone(440, position))
-                stage.send_to("bob", tone(660, position))
+                stage.send_to("speaker-a", tone(440, position))
+                stage.send_to("speaker-b", tone(660, position))
                 position += TICK_SAMPLES
                 await asyncio.sleep(TICK_SAMPLES / SAMPLE_RATE)
 
         async with serving(stage) as url:
             feeder = asyncio.create_task(feed())
             reports = await asyncio.gather(
-                speak(url, "alice", ToneSource(1000), seconds=2.0, on_heard=heard["alice"].append),
-                speak(url, "bob", ToneSource(1500), seconds=2.0, on_heard=heard["bob"].append),
+                speak(
+                    url,
+                    "speaker-a",
+                    ToneSource(1000),
+                    seconds=2.0,
+                    on_heard=heard["speaker-a"].append,
+                ),
+                speak(
+                    url,
+                    "speaker-b",
+                    ToneSource(1500),
+                    seconds=2.0,
+                    on_heard=heard["speaker-b"].append,
+                ),
             )
             feeding = False
             await feeder
@@ -212,7 +224,7 @@ def test_two_speakers_are_heard_and_hear_back() -> None:
             assert report.connected
             assert report.samples_sent == 100 * TICK_SAMPLES
             assert report.resource_url.startswith(url + "/")  # relative Location resolved
-        for speaker, expected in (("alice", 1000.0), ("bob", 1500.0)):
+        for speaker, expected in (("speaker-a", 1000.0), ("speaker-b", 1500.0)):
             frames = collected.frames[speaker]
             # Most of the 100 ticks sent arrive (the last may still be in flight at DELETE).
             assert len(frames) >= 80, len(frames)
@@ -221,7 +233,7 @@ def test_two_speakers_are_heard_and_hear_back() -> None:
             samples = np.concatenate([f.samples for f in frames[5:]])
             assert abs(peak_hz(samples) - expected) < 3, peak_hz(samples)
             assert 0.2 < float(np.sqrt(np.mean(samples**2))) < 0.5  # 0.5 amplitude -> 0.35 RMS
-        for speaker, expected in (("alice", 440.0), ("bob", 660.0)):
+        for speaker, expected in (("speaker-a", 440.0), ("speaker-b", 660.0)):
             got = heard[speaker]
             assert len(got) >= 50, len(got)
             samples = np.concatenate([f.samples for f in got[10:]])
@@ -255,15 +267,15 @@ def test_a_cancelled_speaker_still_deletes_its_session() -> None:
         stage = Stage(collected.on_audio, on_ended=collected.on_ended)
         async with serving(stage) as url:
             # A sendonly speaker (no on_heard) with an endless source.
-            task = asyncio.create_task(speak(url, "carol", ToneSource(500), seconds=None))
-            await collected.wait_frames("carol", 10)
+            task = asyncio.create_task(speak(url, "speaker-c", ToneSource(500), seconds=None))
+            await collected.wait_frames("speaker-c", 10)
             task.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await task
             [ended] = await collected.wait_ended()
             assert ended.reason == "deleted by the client"
             assert stage.publications() == {}
-        samples = np.concatenate([f.samples for f in collected.frames["carol"][2:]])
+        samples = np.concatenate([f.samples for f in collected.frames["speaker-c"][2:]])
         assert abs(peak_hz(samples) - 500) < 10
 
     run(scenario)

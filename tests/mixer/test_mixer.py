@@ -201,3 +201,17 @@ def test_a_new_speaker_in_a_reused_slot_starts_with_unity_gain() -> None:
     results = run(mixer, {"x": quiet, "y": np.zeros(20 * N, dtype=np.float32)}, 20)
     start = (10 - DELAY_TICKS) * N
     np.testing.assert_array_equal(joined(results[10:], "y"), quiet[start : start + 10 * N])
+
+
+def test_jitter_totals_add_up_every_speaker_including_those_who_left() -> None:
+    mixer = Mixer()
+    mixer.add_speaker("a")
+    mixer.add_speaker("b")
+    run(mixer, {"a": tone(440, 50), "b": tone(1000, 50)}, 50)
+    mixer.push("a", PcmFrame(1000, tone(440, 1)[:N]))  # long past its slot: late
+    played_a = mixer.jitter_stats("a").frames_played
+    played_b = mixer.jitter_stats("b").frames_played
+    mixer.remove_speaker("a")
+    totals = mixer.jitter_totals()
+    assert totals.frames_played == played_a + played_b
+    assert totals.frames_dropped_late == 1

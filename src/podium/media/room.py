@@ -42,6 +42,13 @@ BITRATE = 64_000
 MAX_PENDING_WRITES = 32
 # A tick more than this late means the process was stalled; the catch-up is counted.
 LATE_TICK_SECONDS = 0.1
+# Behind schedule by more than a tick, the clock pauses this long before each catch-up
+# tick: the audio those ticks need is most likely waiting in the sockets (it arrived while
+# the process was stalled), and needs the event loop and aiortc's decoder thread to reach
+# the jitter buffers. Ticking back to back would play silence for it, then drop it as late:
+# a 20 ms hole per tick caught up beyond the jitter delay. Catch-up still runs at about
+# three times real time.
+CATCH_UP_PAUSE_SECONDS = 0.005
 
 Publish = Callable[[feed.Event], None]
 
@@ -181,8 +188,11 @@ class Room:
                     pass
                 else:
                     break
-            elif -delay > LATE_TICK_SECONDS:
-                self.late_ticks += 1
+            else:
+                if -delay > LATE_TICK_SECONDS:
+                    self.late_ticks += 1
+                if -delay > TICK_SECONDS:
+                    await asyncio.sleep(CATCH_UP_PAUSE_SECONDS)
             self._tick()
         if self._finish_on_stop:
             await self._finish()

@@ -25,6 +25,7 @@ import logging
 import os
 import signal
 from collections.abc import AsyncIterator
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -197,6 +198,7 @@ def create_app(worker: Worker) -> Starlette:
                     space_id: {
                         "ticks": room.ticks,
                         "late_ticks": room.late_ticks,
+                        "jitter": asdict(room.mixer.jitter_totals()),
                         "speakers": list(room.mixer.speakers),
                         "recording": room.recorder.degraded or "ok",
                     }

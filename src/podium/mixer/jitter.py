@@ -34,7 +34,7 @@ here reads a clock: the caller passes ``now``, the mixer position of the next ti
 from __future__ import annotations
 
 import bisect
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 
 import numpy as np
 import numpy.typing as npt
@@ -100,6 +100,12 @@ class JitterStats:
     frames_dropped_overflow: int
     frames_dropped_duplicate: int
     reanchors: int
+
+    def __add__(self, other: JitterStats) -> JitterStats:
+        return JitterStats(*(a + b for a, b in zip(astuple(self), astuple(other), strict=True)))
+
+
+NO_JITTER_STATS = JitterStats(0, 0, 0, 0, 0, 0)
 
 
 @dataclass(slots=True)

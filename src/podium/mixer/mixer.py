@@ -19,7 +19,7 @@ import numpy as np
 import numpy.typing as npt
 
 from podium.errors import Conflict, InvalidInput, NotFound
-from podium.mixer.jitter import JitterBuffer, JitterConfig, JitterStats
+from podium.mixer.jitter import NO_JITTER_STATS, JitterBuffer, JitterConfig, JitterStats
 from podium.mixer.levels import Level, LevelMeter, measure_dbfs
 from podium.mixer.limiter import Limiter
 from podium.pcm import TICK_SAMPLES, PcmFrame
@@ -64,6 +64,7 @@ class Mixer:
 
     __slots__ = (
         "_channels",
+        "_departed",
         "_free",
         "_jitter",
         "_limiter",
@@ -92,6 +93,7 @@ class Mixer:
         self._free = list(range(max_speakers, 0, -1))  # limiter channels 1..max, pop() -> 1
         self._order: tuple[str, ...] = ()
         self._channels = np.zeros(1, dtype=np.intp)  # program, then each speaker's slot
+        self._departed = NO_JITTER_STATS  # the counters of speakers no longer mixed
 
     @property
     def pts(self) -> int:
@@ -137,6 +139,7 @@ class Mixer:
         Raises :class:`~podium.errors.NotFound` if the speaker is not mixed.
         """
         speaker = self._get(speaker_id)
+        self._departed += speaker.buffer.stats
         del self._speakers[speaker_id]
         self._free.append(speaker.slot)
         self._reindex()
@@ -170,6 +173,11 @@ class Mixer:
         Raises :class:`~podium.errors.NotFound` if the speaker is not mixed.
         """
         return self._get(speaker_id).buffer.stats
+
+    def jitter_totals(self) -> JitterStats:
+        """The counters of every speaker's jitter buffer since the mixer started, added up
+        (speakers no longer mixed included)."""
+        return sum((s.buffer.stats for s in self._speakers.values()), self._departed)
 
     def tick(self) -> MixResult:
         """Produce the next 960 samples of program, mix-minus and levels, and advance."""

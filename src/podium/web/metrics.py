@@ -15,6 +15,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from podium import __version__
+from podium.pcm import SAMPLE_RATE
 
 
 class _CallbackGauges(Collector):
@@ -91,6 +92,21 @@ class Metrics:
             ["space"],
             registry=self.registry,
         )
+        self.media_late_frames = Gauge(
+            "podium_media_late_frames",
+            "Speakers' audio frames that reached the mixer after their time to play had "
+            "passed (each a 20 ms hole): the network, or the speaker, was later than the "
+            "jitter delay.",
+            ["space"],
+            registry=self.registry,
+        )
+        self.media_concealed = Gauge(
+            "podium_media_concealed_seconds",
+            "Silence the mixer played in place of speakers' audio that was lost or late "
+            "(including the short tail each time a speaker's audio stops).",
+            ["space"],
+            registry=self.registry,
+        )
         self.media_speakers = Gauge(
             "podium_media_speakers",
             "Speakers on stage in each live room.",
@@ -106,11 +122,21 @@ class Metrics:
         """Copy the media worker's status (``None``: it did not answer) into the gauges."""
         self.media_up.set(0 if status is None else 1)
         self.media_restarts.set(restarts)
-        for gauge in (self.media_ticks, self.media_late_ticks, self.media_speakers):
+        gauges = (
+            self.media_ticks,
+            self.media_late_ticks,
+            self.media_late_frames,
+            self.media_concealed,
+            self.media_speakers,
+        )
+        for gauge in gauges:
             gauge.clear()
         for space, room in (status or {}).get("rooms", {}).items():
             self.media_ticks.labels(space=space).set(room["ticks"])
             self.media_late_ticks.labels(space=space).set(room["late_ticks"])
+            jitter = room["jitter"]
+            self.media_late_frames.labels(space=space).set(jitter["frames_dropped_late"])
+            self.media_concealed.labels(space=space).set(jitter["samples_concealed"] / SAMPLE_RATE)
             self.media_speakers.labels(space=space).set(len(room["speakers"]))
 
     def add_gauges(self, read: Callable[[], Iterator[GaugeMetricFamily]]) -> None:

@@ -21,7 +21,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -138,11 +138,13 @@ def _wait_http(url: str, process: Process, accept: Callable[[httpx.Response], bo
         time.sleep(0.2)
 
 
-def start_origin(*args: str) -> Process:
-    """``podium serve --demo`` on a free port; ``extra['space']`` is the demo space."""
+def start_origin(*args: str, settings: Mapping[str, str] | None = None) -> Process:
+    """``podium serve --demo`` on a free port, with ``settings`` (``PODIUM_*`` variables);
+    ``extra['space']`` is the demo space."""
     data = Path(tempfile.mkdtemp(prefix="podium-bench-"))
     env = {k: v for k, v in os.environ.items() if not k.startswith("PODIUM_")}
     env["PODIUM_LOG_LEVEL"] = "warning"
+    env.update(settings or {})
     command = [sys.executable, "-m", "podium", "serve", "--data", str(data / "d")]
     popen = _spawn(
         [*command, "--port", "0", "--demo", *args],
@@ -179,12 +181,12 @@ def start_origin(*args: str) -> Process:
     return origin
 
 
-def start_varnish(upstream: str) -> Process:
+def start_varnish(upstream: str, port: int | None = None) -> Process:
     directory = workdir("podium-bench-varnish-")
     vcl = directory / "podium.vcl"
     vcl.write_text(varnish.render(upstream))
     os.chmod(vcl, 0o644)
-    port = free_port()
+    port = port or free_port()
     command = ["varnishd", "-F", "-a", f"127.0.0.1:{port}", "-f", str(vcl)]
     command += ["-n", str(directory / "n"), "-s", "malloc,256m"]
     edge = Process("varnish", f"http://127.0.0.1:{port}", _quiet(command), directory)

@@ -9,6 +9,7 @@ from podium import __version__
 from podium.origin import routes as origin_routes
 from podium.web import api, defence, ops, pages, problems, room, whip
 from podium.web.context import Context
+from podium.web.joinpath import JoinFastPath
 from podium.web.middleware import RequestGuard
 
 DESCRIPTION = """Live audio spaces: speakers over WebRTC, listeners over LL-HLS, replays at once.
@@ -42,6 +43,7 @@ def create_app(context: Context) -> FastAPI:
     app.mount("/docs/assets", pages.swagger_files, name="docs-assets")
     context.metrics.add_gauges(lambda: ops.control_gauges(context))
     context.metrics.add_gauges(lambda: ops.admission_gauges(context))
+    app.add_middleware(JoinFastPath)
     # Listeners' players and speakers' pages may live on other origins (an embed, a WHIP
     # tool). No credentials ride along cross-origin: cookie sessions stay same-site.
     app.add_middleware(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -56,6 +57,42 @@ def from_error(exc: PodiumError) -> JSONResponse:
     return problem(exc.status, exc.kind, exc.title, exc.detail, headers, **extra)
 
 
+def invalid(errors: Sequence[Mapping[str, Any]]) -> JSONResponse:
+    """The answer to a request that failed validation: pydantic's error list, each
+    location starting with where the value was (``body``, ``query``, ``path``…)."""
+    listed = [
+        {"where": ".".join(str(p) for p in e.get("loc", ())), "problem": e.get("msg", "")}
+        for e in errors
+    ]
+    # Only what is wrong with the body as a whole is a malformed body; a field of the
+    # wrong type inside it is invalid input, named by where it is.
+    in_body = [e for e in errors if tuple(e.get("loc", ()))[:1] == ("body",)]
+    kinds = {e.get("type") for e in in_body if len(e.get("loc", ())) == 1}
+    if any(e.get("type") == "json_invalid" for e in in_body):
+        return problem(
+            400, "malformed-json", "Malformed JSON", "the request body is not valid JSON"
+        )
+    if "model_attributes_type" in kinds:
+        return problem(400, "malformed-json", "Malformed JSON", NOT_A_JSON_OBJECT)
+    first = listed[0] if listed else {"where": "request", "problem": "invalid"}
+    return problem(
+        422,
+        "invalid-input",
+        "Invalid input",
+        f"{first['where']}: {first['problem']}",
+        errors=listed,
+    )
+
+
+NOT_A_JSON_OBJECT = "the request body must be a JSON object sent as application/json"
+
+
+def unexpected(method: str, path: str, exc: BaseException) -> JSONResponse:
+    """Log ``exc`` with its traceback; answer a plain 500 that reveals nothing internal."""
+    log.error("unhandled_error", exc_info=exc, extra={"fields": {"path": path, "method": method}})
+    return problem(500, "internal", "Internal error", "something went wrong on our side")
+
+
 _HTTP_KINDS = {
     400: ("bad-request", "Bad request"),
     404: ("not-found", "Not found"),
@@ -74,30 +111,7 @@ def install(app: FastAPI) -> None:
 
     async def on_validation_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
-        errors = [
-            {"where": ".".join(str(p) for p in e.get("loc", ())), "problem": e.get("msg", "")}
-            for e in exc.errors()
-        ]
-        kinds = {e.get("type") for e in exc.errors() if tuple(e.get("loc", ()))[:1] == ("body",)}
-        if "json_invalid" in kinds:
-            return problem(
-                400, "malformed-json", "Malformed JSON", "the request body is not valid JSON"
-            )
-        if "model_attributes_type" in kinds:
-            return problem(
-                400,
-                "malformed-json",
-                "Malformed JSON",
-                "the request body must be a JSON object sent as application/json",
-            )
-        first = errors[0] if errors else {"where": "request", "problem": "invalid"}
-        return problem(
-            422,
-            "invalid-input",
-            "Invalid input",
-            f"{first['where']}: {first['problem']}",
-            errors=errors,
-        )
+        return invalid(exc.errors())
 
     async def on_http_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, HTTPException)
@@ -108,12 +122,7 @@ def install(app: FastAPI) -> None:
         return problem(exc.status_code, kind, title, detail, dict(exc.headers or {}))
 
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.error(
-            "unhandled_error",
-            exc_info=exc,
-            extra={"fields": {"path": request.url.path, "method": request.method}},
-        )
-        return problem(500, "internal", "Internal error", "something went wrong on our side")
+        return unexpected(request.method, request.url.path, exc)
 
     app.add_exception_handler(PodiumError, on_podium_error)
     app.add_exception_handler(RequestValidationError, on_validation_error)

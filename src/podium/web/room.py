@@ -155,8 +155,16 @@ async def join(
     joins the answer may be 428 with a proof-of-work challenge. Joining an ended space
     counts as a replay play.
     """
+    return answer_join(context, space_id, client_address(request), user, body or JoinBody())
+
+
+def answer_join(
+    context: Context, space_id: str, address: str, user: User | None, body: JoinBody
+) -> JSONResponse:
+    """The join itself, for the route above and for :mod:`podium.web.joinpath` (which
+    serves anonymous joins without the framework). Raises
+    :class:`~podium.errors.PodiumError` for every refusal."""
     now = clock.now()
-    body = body or JoinBody()
     gate = context.gate
     gate.arrival(now)
     space = _live_or_ended(context, space_id)
@@ -164,7 +172,7 @@ async def join(
     if body.queue_token is not None:
         entry_id = gate.queue_entry(space.id, body.queue_token, now)
     else:
-        wait = context.join_by_client.take(client_address(request), now)
+        wait = context.join_by_client.take(address, now)
         if wait > 0:
             context.metrics.rate_limited.labels(scope="join").inc()
             raise RateLimited(f"too many joins from your address; try again in {wait:.0f} s", wait)

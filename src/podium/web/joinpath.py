@@ -1,0 +1,115 @@
+"""The anonymous join, answered before the framework sees it.
+
+On the day a space goes viral, the join is the request that arrives by the hundred
+thousand. FastAPI's routing (every route tried in turn), dependency solving and body
+validation cost about three times what the join itself does (``bench/join_rate.py``), so
+an anonymous ``POST /api/v1/spaces/{id}/join``, which is what every listener's page and
+player sends, is answered here: by the same :func:`~podium.web.room.answer_join` as the
+route, with the body checked by the same :class:`~podium.web.room.JoinBody`, and every
+refusal the same problem document. A join that carries credentials (an API token, or a
+session cookie and its CSRF token) goes on to the route, where authentication lives.
+
+This sits inside :class:`~podium.web.middleware.RequestGuard` (body size and time limits,
+metrics, access log) and CORS, like every route; the route stays the join's description
+in the OpenAPI document.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+from pydantic import ValidationError
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import BaseRoute
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from podium.errors import PodiumError
+from podium.web import problems
+from podium.web.context import Context, client_address
+from podium.web.room import JoinBody, answer_join
+
+JOIN_PATH = re.compile(r"/api/v1/spaces/([^/]+)/join")
+ROUTE_PATH = "/api/v1/spaces/{space_id}/join"
+_SESSION = b"podium_session="
+
+
+class JoinFastPath:
+    """ASGI middleware: anonymous joins answered here, everything else passed on."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self._route: BaseRoute | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        match = (
+            JOIN_PATH.fullmatch(scope["path"])
+            if scope["type"] == "http" and scope["method"] == "POST"
+            else None
+        )
+        if match is None or _has_credentials(scope):
+            await self.app(scope, receive, send)
+            return
+        # What the router would have set: the access log and metrics name the route.
+        scope["route"] = self._join_route(scope)
+        request = Request(scope, receive)
+        context: Context = scope["app"].state.context
+        try:
+            body = _join_body(await request.body(), request.headers.get("content-type"))
+            if isinstance(body, JSONResponse):
+                response = body
+            else:
+                address = client_address(request)
+                response = answer_join(context, match.group(1), address, None, body)
+        except PodiumError as exc:
+            response = problems.from_error(exc)
+        except Exception as exc:  # the app's own last-resort handler, as for every route
+            response = problems.unexpected(scope["method"], scope["path"], exc)
+        await response(scope, receive, send)
+
+    def _join_route(self, scope: Scope) -> BaseRoute | None:
+        if self._route is None:
+            for route in scope["app"].router.routes:
+                if getattr(route, "path", None) == ROUTE_PATH and "POST" in getattr(
+                    route, "methods", ()
+                ):
+                    self._route = route
+        return self._route
+
+
+def _has_credentials(scope: Scope) -> bool:
+    for name, value in scope["headers"]:
+        if name == b"authorization" or (name == b"cookie" and _SESSION in value):
+            return True
+    return False
+
+
+def _join_body(raw: bytes, content_type: str | None) -> JoinBody | JSONResponse:
+    """The join's body as the route reads it (JSON sent as JSON; empty or ``null`` is no
+    body), or the problem to answer instead."""
+    if not raw:
+        return JoinBody()
+    if content_type is None or not _is_json(content_type):
+        return problems.problem(400, "malformed-json", "Malformed JSON", problems.NOT_A_JSON_OBJECT)
+    try:
+        document = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        return problems.invalid([{"type": "json_invalid", "loc": ("body",), "msg": "bad JSON"}])
+    if document is None:
+        return JoinBody()
+    if not isinstance(document, dict):
+        return problems.problem(400, "malformed-json", "Malformed JSON", problems.NOT_A_JSON_OBJECT)
+    try:
+        return JoinBody.model_validate(document)
+    except ValidationError as exc:
+        return problems.invalid(
+            [{**error, "loc": ("body", *error["loc"])} for error in exc.errors()]
+        )
+
+
+def _is_json(content_type: str) -> bool:
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == "application/json" or (
+        media.startswith("application/") and media.endswith("+json")
+    )

@@ -99,12 +99,22 @@ function showQueued(answer) {
   const parts = [];
   if (answer.position) parts.push(`Position ${answer.position} of ${answer.queue_length}`);
   else parts.push(`${answer.queue_length} waiting`);
-  parts.push(answer.estimated_wait_s === null || answer.estimated_wait_s === undefined
-    ? "waiting for a seat to free up" : `${aboutText(answer.estimated_wait_s)} to go`);
+  parts.push(queueWait(answer));
   $("#queue-text").textContent = `${parts.join(" · ")}.`;
   const ahead = answer.position && answer.queue_length
     ? 1 - (answer.position - 1) / answer.queue_length : 0.05;
   $("#queue-bar").style.width = `${Math.round(Math.max(0.05, ahead) * 100)}%`;
+}
+
+// What the wait depends on, as the server said (its reason), in words.
+function queueWait(answer) {
+  if (answer.estimated_wait_s !== null && answer.estimated_wait_s !== undefined) {
+    return `${aboutText(answer.estimated_wait_s)} to go`;
+  }
+  if (answer.reason === "overload") {
+    return "the server is busy; your place is kept until it catches up";
+  }
+  return "waiting for a seat to free up";
 }
 
 function startBeacons() {

@@ -21,6 +21,7 @@ import ssl
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import cast
 
 from podium import __version__
 from podium.clients.httpwire import (
@@ -66,8 +67,8 @@ class _Connection(asyncio.Protocol):
         self._can_write: asyncio.Event | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # A stream transport (uvloop's does not subclass asyncio.Transport).
+        self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
         self.traffic.bytes_received += len(data)

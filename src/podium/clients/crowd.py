@@ -1,11 +1,12 @@
-"""A crowd of lean LL-HLS listeners: thousands per core, for edge tests and benchmarks.
+"""A crowd of lean LL-HLS listeners, about a thousand per core, for edge tests and benchmarks.
 
 Each simulated listener follows a live playlist as a low-latency player does (it starts
 ``PART-HOLD-BACK`` behind the live edge, asks for each next part with a Blocking Playlist
 Reload and a delta update, ``_HLS_msn``/``_HLS_part``/``_HLS_skip=YES``, and fetches every
 part once), models its player's buffer to count stalls, and retries failures with full
 jitter backoff. It does not decode audio: what it measures is the delivery (requests,
-bytes, stalls, recovery), so that one core can drive thousands of them.
+bytes, stalls, recovery) at about 115 µs of CPU per request: some thousand listeners
+following 256 ms parts per core.
 
 The decisions are those of :mod:`podium.clients.listen` (:func:`start_cursor`,
 :func:`next_step`, :class:`PlayerModel`, :func:`backoff`), on playlists parsed once per

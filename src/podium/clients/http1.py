@@ -1,4 +1,4 @@
-"""A lean HTTP/1.1 client, so that one core can play thousands of listeners.
+"""A lean HTTP/1.1 client, so that one core can play about a thousand listeners.
 
 httpx is the right client for one listener; for a crowd its per-request cost (URL, header
 and request objects, hooks, a general state machine) would be what gets measured, not the

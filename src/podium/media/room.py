@@ -42,13 +42,14 @@ BITRATE = 64_000
 MAX_PENDING_WRITES = 32
 # A tick more than this late means the process was stalled; the catch-up is counted.
 LATE_TICK_SECONDS = 0.1
-# Behind schedule by more than a tick, the clock pauses this long before each catch-up
-# tick: the audio those ticks need is most likely waiting in the sockets (it arrived while
-# the process was stalled), and needs the event loop and aiortc's decoder thread to reach
-# the jitter buffers. Ticking back to back would play silence for it, then drop it as late:
-# a 20 ms hole per tick caught up beyond the jitter delay. Catch-up still runs at about
-# three times real time.
+# Behind schedule by more than a tick, the clock pauses this long before each of its first
+# catch-up ticks: the audio those ticks need is most likely waiting in the sockets (it
+# arrived while the process was stalled) and needs the event loop and aiortc's decoder
+# thread to reach the jitter buffers. Ticking back to back would play silence for it, then
+# drop it as late: a 20 ms hole per tick caught up beyond the jitter delay. The pauses are
+# bounded per catch-up, so that a worker whose ticks run close to 20 ms still catches up.
 CATCH_UP_PAUSE_SECONDS = 0.005
+CATCH_UP_PAUSES = 8
 
 Publish = Callable[[feed.Event], None]
 
@@ -177,11 +178,13 @@ class Room:
         """Tick every 20 ms until :meth:`end`; then flush, finish and export."""
         loop = asyncio.get_running_loop()
         started = loop.time()
+        pauses = 0  # catch-up pauses since the clock was last on time
         self._health()
         while not self._stop.is_set():
             deadline = started + (self.ticks + 1) * TICK_SECONDS
             delay = deadline - loop.time()
             if delay > 0:
+                pauses = 0
                 try:
                     await asyncio.wait_for(self._stop.wait(), delay)
                 except TimeoutError:
@@ -191,7 +194,8 @@ class Room:
             else:
                 if -delay > LATE_TICK_SECONDS:
                     self.late_ticks += 1
-                if -delay > TICK_SECONDS:
+                if -delay > TICK_SECONDS and pauses < CATCH_UP_PAUSES:
+                    pauses += 1
                     await asyncio.sleep(CATCH_UP_PAUSE_SECONDS)
             self._tick()
         if self._finish_on_stop:

@@ -10,6 +10,7 @@ import pytest
 from harness import Account, Server, assert_problem, make_account
 
 JOIN_ROUTE = "/api/v1/spaces/{space_id}/join"
+JSON = {"Content-Type": "application/json"}
 
 
 @pytest.fixture
@@ -114,8 +115,16 @@ def test_unknown_and_cancelled_spaces_answer_as_problems(server: Server, account
         assert_problem(anonymous.post(f"/api/v1/spaces/{space['id']}/join"), 409)
 
 
+def _joins_counted(server: Server, status: int) -> float:
+    metrics = httpx.get(f"{server.url}/metrics", timeout=10).text
+    line = f'podium_http_requests_total{{method="POST",route="{JOIN_ROUTE}",status="{status}"}} '
+    found = [float(m.split()[-1]) for m in metrics.splitlines() if m.startswith(line)]
+    return found[0] if found else 0.0
+
+
 def test_the_fast_path_keeps_the_guard_cors_and_metrics(server: Server, live_space: str) -> None:
     url = f"{server.url}/api/v1/spaces/{live_space}/join"
+    joined, refused = _joins_counted(server, 200), _joins_counted(server, 400)
     with httpx.Client(timeout=10) as http:
         # The body limit of every route applies (RequestGuard is outside the fast path).
         huge = http.post(url, content=b"{" + b" " * (2 << 20) + b"}")
@@ -125,10 +134,10 @@ def test_the_fast_path_keeps_the_guard_cors_and_metrics(server: Server, live_spa
         assert cross.status_code == 200, cross.text
         assert cross.headers["access-control-allow-origin"] == "*"
         assert cross.headers["cache-control"] == "no-store"
-        # The access metrics name the route, as for a join the router served.
-        metrics = http.get(f"{server.url}/metrics").text
-    line = f'podium_http_requests_total{{method="POST",route="{JOIN_ROUTE}",status="200"}}'
-    assert line in metrics
+        assert_problem(http.post(url, content=b"[]", headers=JSON), 400)
+    # The access metrics count these under the route, as for joins the router served.
+    assert _joins_counted(server, 200) == joined + 1
+    assert _joins_counted(server, 400) == refused + 1
 
 
 def test_paths_that_only_look_like_a_join_go_to_the_router(server: Server, live_space: str) -> None:

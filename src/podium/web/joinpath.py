@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 
 from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from podium.errors import PodiumError
@@ -31,7 +31,17 @@ from podium.web.context import Context, client_address
 from podium.web.room import JoinBody, answer_join
 
 JOIN_PATH = re.compile(r"/api/v1/spaces/([^/]+)/join")
-ROUTE_PATH = "/api/v1/spaces/{space_id}/join"
+
+
+@dataclass(frozen=True, slots=True)
+class _Route:
+    """Stands in ``scope["route"]`` for the route the router would have matched: the access
+    log and the metrics read its template (FastAPI keeps included routes to itself)."""
+
+    path: str
+
+
+JOIN_ROUTE = _Route("/api/v1/spaces/{space_id}/join")
 _SESSION = b"podium_session="
 
 
@@ -40,7 +50,6 @@ class JoinFastPath:
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self._route: BaseRoute | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         match = (
@@ -52,7 +61,7 @@ class JoinFastPath:
             await self.app(scope, receive, send)
             return
         # What the router would have set: the access log and metrics name the route.
-        scope["route"] = self._join_route(scope)
+        scope["route"] = JOIN_ROUTE
         request = Request(scope, receive)
         context: Context = scope["app"].state.context
         try:
@@ -67,15 +76,6 @@ class JoinFastPath:
         except Exception as exc:  # the app's own last-resort handler, as for every route
             response = problems.unexpected(scope["method"], scope["path"], exc)
         await response(scope, receive, send)
-
-    def _join_route(self, scope: Scope) -> BaseRoute | None:
-        if self._route is None:
-            for route in scope["app"].router.routes:
-                if getattr(route, "path", None) == ROUTE_PATH and "POST" in getattr(
-                    route, "methods", ()
-                ):
-                    self._route = route
-        return self._route
 
 
 def _has_credentials(scope: Scope) -> bool:

@@ -129,6 +129,11 @@ def test_the_fast_path_keeps_the_guard_cors_and_metrics(server: Server, live_spa
         # The body limit of every route applies (RequestGuard is outside the fast path).
         huge = http.post(url, content=b"{" + b" " * (2 << 20) + b"}")
         assert_problem(huge, 413, "too-large")
+        # Chunked, with no length to refuse it by: cut off while it streams in, quietly.
+        chunks = iter([b"{" + b" " * (64 << 10)] * 40)
+        streamed = http.post(url, content=chunks, headers=JSON)
+        assert_problem(streamed, 413, "too-large")
+        assert not [line for line in server.stderr_lines if "unhandled_error" in line]
         # A page on another origin may join (no credentials ride along cross-origin).
         cross = http.post(url, headers={"Origin": "https://embed.example"})
         assert cross.status_code == 200, cross.text

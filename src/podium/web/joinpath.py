@@ -64,8 +64,11 @@ class JoinFastPath:
         scope["route"] = JOIN_ROUTE
         request = Request(scope, receive)
         context: Context = scope["app"].state.context
+        # A body cut off (too large, too slow) or a client gone is the request guard's and
+        # the server's to answer, as for every route: it is not caught below.
+        raw = await request.body()
         try:
-            body = _join_body(await request.body(), request.headers.get("content-type"))
+            body = _join_body(raw, request.headers.get("content-type"))
             if isinstance(body, JSONResponse):
                 response = body
             else:

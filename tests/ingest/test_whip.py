@@ -198,20 +198,10 @@ def test_two_speakers_are_heard_and_hear_back() -> None:
         async with serving(stage) as url:
             feeder = asyncio.create_task(feed())
             reports = await asyncio.gather(
-                speak(
-                    url,
-                    "speaker-a",
-                    ToneSource(1000),
-                    seconds=2.0,
-                    on_heard=heard["speaker-a"].append,
-                ),
-                speak(
-                    url,
-                    "speaker-b",
-                    ToneSource(1500),
-                    seconds=2.0,
-                    on_heard=heard["speaker-b"].append,
-                ),
+                *(
+                    speak(url, name, ToneSource(hz), seconds=2.0, on_heard=heard[name].append)
+                    for name, hz in (("speaker-a", 1000), ("speaker-b", 1500))
+                )
             )
             feeding = False
             await feeder

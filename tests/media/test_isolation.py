@@ -57,6 +57,11 @@ def _assert_one_unbroken_tone(server: Server, space_id: str, seconds: float) -> 
     assert abs(peak_hz(tone) - 1000) < 5
 
 
+async def _speak_tone(server: Server, whip_url: str) -> None:
+    """The host speaks a steady 1 kHz tone for ``SPEAK_SECONDS``."""
+    await speak(whip_url, server.owner_token, ToneSource(1000.0, 0.5), seconds=SPEAK_SECONDS)
+
+
 def _children(pid: int) -> list[int]:
     found = []
     for status in Path("/proc").glob("[0-9]*/status"):
@@ -84,14 +89,7 @@ def test_flood_on_public_endpoints_leaves_no_gap_in_the_recording(tmp_path: Path
         os.setpriority(os.PRIO_PROCESS, 0, -5)
 
         async def scenario() -> dict[str, int]:
-            speaking = asyncio.create_task(
-                speak(
-                    space["whip_url"],
-                    server.owner_token,
-                    ToneSource(1000.0, 0.5),
-                    seconds=SPEAK_SECONDS,
-                )
-            )
+            speaking = asyncio.create_task(_speak_tone(server, space["whip_url"]))
             await asyncio.sleep(2.0)
             # The attacker gets the leftovers of the CPU (it would be on other machines).
             flood = await asyncio.create_subprocess_exec(
@@ -148,14 +146,7 @@ def test_a_stalled_media_worker_loses_no_audio_that_reached_it(tmp_path: Path) -
                 os.kill(worker, signal.SIGCONT)
 
         async def scenario() -> None:
-            speaking = asyncio.create_task(
-                speak(
-                    space["whip_url"],
-                    server.owner_token,
-                    ToneSource(1000.0, 0.5),
-                    seconds=SPEAK_SECONDS,
-                )
-            )
+            speaking = asyncio.create_task(_speak_tone(server, space["whip_url"]))
             await asyncio.sleep(2.0)
             for _ in range(STALLS):
                 # From a thread: the speaker, in this process's event loop, keeps sending.

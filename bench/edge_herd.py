@@ -38,7 +38,7 @@ from edgebench import (
     start_varnish,
     write_json,
 )
-from podium.clients.crowd import Connection
+from podium.clients.http1 import HttpClient
 
 PARTS_ROUTE = "/hls/{space_id}/{name}"
 HINT = re.compile(r'PRELOAD-HINT:TYPE=PART,URI="([^"]+)"')
@@ -48,26 +48,24 @@ async def _round(origin: Process, edge: Process, requests: int) -> tuple[float, 
     """One herd: (upstream fetches, each request's added wait in seconds)."""
     space = origin.extra["space"]
     base = f"/hls/{space}/"
-    host, port = edge.url.removeprefix("http://").split(":")
-    connections = [Connection(host, int(port)) for _ in range(requests)]
-    await asyncio.gather(*(c.get("/livez") for c in connections))  # connected, warm
-    direct_host, direct_port = origin.url.removeprefix("http://").split(":")
-    direct = Connection(direct_host, int(direct_port))
-    await direct.get("/livez")
-    hint = HINT.search((await direct.get(f"{base}live.m3u8")).body.decode())
+    clients = [HttpClient([edge.url], max_connections=1) for _ in range(requests)]
+    await asyncio.gather(*(c.get(f"{edge.url}/livez") for c in clients))  # connected, warm
+    direct = HttpClient([origin.url], max_connections=1)
+    await direct.get(f"{origin.url}/livez")
+    hint = HINT.search((await direct.get(f"{origin.url}{base}live.m3u8")).text)
     assert hint, "the live playlist has no preload hint"
     target = base + hint[1]
     before = origin_requests(origin, PARTS_ROUTE)
 
-    async def timed(connection: Connection) -> float:
-        reply = await connection.get(target)
+    async def timed(client: HttpClient, url: str) -> float:
+        reply = await client.get(url + target)
         assert reply.status == 200, reply.status
         return time.monotonic()
 
-    done = await asyncio.gather(timed(direct), *(timed(c) for c in connections))
+    done = await asyncio.gather(timed(direct, origin.url), *(timed(c, edge.url) for c in clients))
     fetches = origin_requests(origin, PARTS_ROUTE) - before - 1
-    for connection in (direct, *connections):
-        connection.close()
+    for client in (direct, *clients):
+        await client.aclose()
     return fetches, [moment - done[0] for moment in done[1:]]
 
 

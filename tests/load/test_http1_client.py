@@ -59,6 +59,41 @@ def test_chunked_body_with_extensions_and_trailers() -> None:
     assert whole.body == response.body
 
 
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-A: 1\r\nx-a: 2\r\n\r\nhello",
+        b"HTTP/1.1 200\r\nContent-Length: 0\r\n\r\n",
+        b"HTTP/1.1 503 Busy Now\r\nRetry-After: 3\r\nContent-Length: 2\r\n\r\n{}",
+        b"HTTP/1.1 200 OK\r\nConnection: keep-alive, close\r\nContent-Length: 1\r\n\r\nx",
+        b"HTTP/1.1 200 OK\r\nConnection: x-closed\r\nContent-Length: 1\r\n\r\nx",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;a=b\r\nhello\r\n0\r\nT: 1\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n1\r\nz\r\n0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nok",
+        b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+        b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 2\r\n\r\nok",
+        b"HTTP/1.1 204 No Content\r\nContent-Length: 7\r\n\r\n",
+    ],
+)
+def test_an_answer_read_whole_is_the_answer_read_in_pieces(raw: bytes) -> None:
+    """A whole answer in one read takes a shorter way through the parser: what comes out
+    must not depend on it (the byte-by-byte reading takes the general way)."""
+
+    def seen(response: Response) -> tuple[Any, ...]:
+        fields = dict(response.headers)
+        return (response.status, response.reason, fields, response.body, response.keep_alive)
+
+    whole_parser = ResponseParser()
+    whole = whole_parser.feed(raw)
+    assert whole is not None
+    (piecewise,) = feed_bytewise(pieces := ResponseParser(), raw)
+    assert seen(whole) == seen(piecewise)
+    assert whole_parser.head_bytes == pieces.head_bytes
+    assert whole_parser.received == pieces.received == len(raw)
+
+
 def test_no_body_for_head_204_304_and_interim_answers_skipped() -> None:
     parser = ResponseParser()
     parser.expect("HEAD")

@@ -5,12 +5,12 @@ only, and writes what happened into its :class:`~podium.clients.loadreport.Liste
 and the crowd's :class:`~podium.clients.loadreport.Tally`: the join contract of
 :mod:`podium.clients.joining` (queue, proof of work, backoff after refusals, within a
 retry budget), the room state checked against what the join said, the live playlist
-followed with blocking reloads and delta updates, every part fetched (the init segment
-once) into a player model that counts stalls, and a beacon every ``beacon_every_s``.
+followed by a :class:`~podium.clients.follow.Follower` (blocking reloads and delta
+updates, every part fetched, the init segment once, into a player model that counts
+stalls), and a beacon every ``beacon_every_s``.
 
-The decisions are those of :mod:`podium.clients.listen` (:func:`start_cursor`,
-:func:`next_step`, :class:`PlayerModel`, :func:`backoff`). What the whole crowd shares is
-a :class:`PlaylistCache`: identical playlist bodies are parsed once.
+The backoff is :func:`podium.clients.listen.backoff`. What the whole crowd shares is a
+:class:`~podium.clients.follow.PlaylistCache`: identical playlist bodies are parsed once.
 """
 
 from __future__ import annotations
@@ -19,12 +19,11 @@ import asyncio
 import json
 import random
 from collections.abc import Awaitable, Callable
-from fractions import Fraction
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urljoin
 
-from podium.clients.hls import Playlist, merge_delta, parse_playlist
+from podium.clients.follow import Follower, FollowOptions, FollowStats, PlaylistCache
 from podium.clients.http1 import HttpClient, Response, TransportError
+from podium.clients.httpwire import OffTarget, Origin
 from podium.clients.joining import (
     Admitted,
     Challenge,
@@ -35,21 +34,7 @@ from podium.clients.joining import (
     read_join_answer,
     solve_some,
 )
-from podium.clients.listen import (
-    Behind,
-    Cursor,
-    Done,
-    FetchPart,
-    FetchSegment,
-    PlayerModel,
-    SkipGap,
-    Wait,
-    advance,
-    backoff,
-    next_step,
-    parse_retry_after,
-    start_cursor,
-)
+from podium.clients.listen import backoff, parse_retry_after
 from podium.clients.loadreport import ListenerRecord, Tally
 from podium.errors import ClientError
 
@@ -60,72 +45,11 @@ MAX_DIFFICULTY = 28
 """A proof of work harder than this (2**28 hashes, minutes of CPU) is not attempted."""
 
 _SOLVE_SLICE = 2048  # hashes between yields to the event loop while solving
-_MAX_REFUSED_DIRECTIVES = 3
-_MEDIA_BOXES = frozenset({b"styp", b"moof", b"prft", b"emsg", b"sidx"})
-_INIT_BOXES = frozenset({b"ftyp", b"moov"})
 _BEFORE_START = frozenset({"scheduled", "starting", "live"})
 _OPEN = frozenset({"live"})
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
-
-
-class PlaylistCache:
-    """Playlists parsed once per distinct body, and media URIs resolved once: a crowd
-    following one stream receives the same bytes again and again, and parsing them is
-    most of a listener's CPU."""
-
-    def __init__(self, size: int = 512) -> None:
-        self.size = size
-        self._full: dict[bytes, Playlist] = {}
-        self._merged: dict[tuple[int, bytes], tuple[Playlist, Playlist]] = {}
-        self._urls: dict[tuple[str, str], str] = {}
-
-    def resolve(self, base: str, uri: str) -> str:
-        """``uri`` (from the playlist at ``base``) as an absolute URL (RFC 3986 5.2)."""
-        key = (base, uri)
-        url = self._urls.get(key)
-        if url is None:
-            url = urljoin(base, uri)
-            self._remember(self._urls, key, url)
-        return url
-
-    def parse(self, body: bytes) -> Playlist:
-        """Raises :class:`ValueError` for a body that is not a media playlist."""
-        playlist = self._full.get(body)
-        if playlist is None:
-            playlist = parse_playlist(body.decode("utf-8", errors="replace"))
-            self._remember(self._full, body, playlist)
-        return playlist
-
-    def merge(self, previous: Playlist, body: bytes) -> Playlist:
-        """The full playlist a delta update ``body`` stands for, given ``previous``.
-
-        Raises:
-            ValueError: malformed, or ``previous`` lacks skipped segments.
-        """
-        delta = self.parse(body)
-        if not delta.skipped:
-            return delta
-        key = (id(previous), body)
-        cached = self._merged.get(key)
-        if cached is not None and cached[0] is previous:
-            return cached[1]
-        merged = merge_delta(previous, delta)
-        self._remember(self._merged, key, (previous, merged))
-        return merged
-
-    def _remember(self, table: dict[Any, Any], key: Any, value: Any) -> None:
-        if len(table) >= self.size:
-            del table[next(iter(table))]
-        table[key] = value
-
-
-def _with_query(url: str, params: dict[str, str]) -> str:
-    if not params:
-        return url
-    query = "&".join(f"{k}={v}" for k, v in params.items())
-    return f"{url}{'&' if '?' in url else '?'}{query}"
 
 
 class SimulatedListener:
@@ -159,12 +83,6 @@ class SimulatedListener:
         self.beacon_url = f"{base}/beacon"
         self.retries_left = plan.retry.attempts * 4  # for the whole life of the listener
         self.ticket = ""
-        self.player: PlayerModel | None = None
-        self.deadline: asyncio.Timeout | None = None
-        self.leave_at = 0.0
-        self.init_url: str | None = None
-        self.loaded_at = 0.0
-        self.refused_directives = 0
 
     async def run(self) -> None:
         try:
@@ -343,143 +261,72 @@ class SimulatedListener:
     async def _listen(self, admitted: Admitted) -> None:
         """Listen for ``duration_s`` from the admission; a listener still waiting for its
         first audio then waits up to ``timeout_s`` more for it (that is what is being
-        measured), and leaves as soon as it comes."""
-        assert self.record.admitted_at is not None
-        self.leave_at = self.record.admitted_at + self.plan.duration_s
-        url = admitted.playlist_url
-        ended = False
-        patience = self.leave_at + self.plan.timeout_s - self.clock()
+        measured), and leaves as soon as it comes. The playlist is followed by a
+        :class:`~podium.clients.follow.Follower` on its own connection, as a player does;
+        beacons go out meanwhile, due every ``beacon_every_s`` from the admission."""
+        record, plan = self.record, self.plan
+        assert record.admitted_at is not None
+        origin = Origin.of(admitted.playlist_url)
+        if origin not in self.http.origins:
+            allowed = ", ".join(sorted(str(o) for o in self.http.origins))
+            raise OffTarget(f"refusing to contact {origin}: only {allowed} may be")
+        finished: asyncio.Future[FollowStats] = asyncio.get_running_loop().create_future()
+
+        def done(stats: FollowStats) -> None:
+            if not finished.done():
+                finished.set_result(stats)
+
+        options = FollowOptions(
+            gzip=True,  # as a browser asks
+            policy=plan.retry,
+            budget=max(0, self.retries_left),
+            timeout_s=plan.timeout_s,
+            local_address=self.http.local_address,
+            user_agent=self.http.user_agent,
+            ssl_context=self.http.ssl_context,
+        )
+        follower = Follower(
+            admitted.playlist_url,
+            self.cache,
+            options,
+            until=record.admitted_at + plan.duration_s,
+            patience=plan.timeout_s,
+            done=done,
+            rng=self.rng,
+            clock=self.clock,
+            wall_clock=self.wall_clock,
+        )
+        follower.start()
+        every = admitted.beacon_every_s
+        next_beacon = record.admitted_at + every
         try:
-            async with asyncio.timeout(max(0.0, patience)) as deadline:
-                self.deadline = deadline
-                ended = await self._follow(url, admitted.beacon_every_s)
-        except TimeoutError:
-            pass
-        if self.player is not None:
-            self.player.finish(self.clock(), ended=ended)
-            self.record.stalls = self.player.stalls
-            self.record.stall_seconds = self.player.stall_seconds
+            while not finished.done():
+                await asyncio.wait((finished,), timeout=max(0.0, next_beacon - self.clock()))
+                if not finished.done():
+                    await self._beacon()
+                    next_beacon += every
+        finally:
+            follower.stop()  # the run's hard limit: it stops where it is
+            self._account(follower.stats)
 
-    async def _follow(self, url: str, beacon_every_s: float) -> bool:
-        """Follow the playlist at ``url``; True when it ended, False on a failure."""
-        playlist = await self._playlist(url, {})
-        if playlist is None:
-            return False
-        cursor = start_cursor(playlist, from_start=False)
-        model = self.player = PlayerModel(float(playlist.start_hold_back))
-        # Beacons are due every beacon_every_s from the admission (the join counted once).
-        assert self.record.admitted_at is not None
-        next_beacon = self.record.admitted_at + beacon_every_s
-        while True:
-            if self.clock() >= next_beacon:
-                await self._beacon()
-                next_beacon += beacon_every_s
-            step = next_step(playlist, cursor)
-            if isinstance(step, Wait):
-                reloaded = await self._reload(url, playlist, step)
-                if reloaded is None:
-                    return False
-                playlist = reloaded
-            elif isinstance(step, Behind):
-                cursor = Cursor(step.msn)
-            elif isinstance(step, Done):
-                return True
-            elif isinstance(step, SkipGap):
-                model.add(self.clock(), float(step.duration))
-                cursor = advance(step)
-            else:
-                seconds = _media_seconds(step, cursor)
-                if not await self._media(url, step, seconds, model):
-                    return False
-                cursor = _after(step, cursor)
-
-    async def _playlist(
-        self, url: str, params: dict[str, str], held: Playlist | None = None
-    ) -> Playlist | None:
-        """GET the playlist with delivery directives ``params``; a delta update is
-        merged into ``held``, the playlist the listener has."""
-        self.loaded_at = self.clock()
-        response = await self._send("playlist", "GET", _with_query(url, params))
-        if response is None:
-            return None
-        if response.status == 400 and params:
-            # Directives refused ("too far ahead"): resynchronise with a plain reload,
-            # unless it keeps happening (8216bis 6.2.5.2).
-            self.refused_directives += 1
-            if self.refused_directives > _MAX_REFUSED_DIRECTIVES:
-                self._fail("playlist", f"{url} keeps refusing delivery directives")
-                return None
-            return await self._playlist(url, {})
-        if response.status != 200:
-            self._fail("playlist", f"{url} answered {response.status}")
-            return None
-        if params:
-            self.refused_directives = 0
-        try:
-            playlist = self.cache.parse(response.body)
-        except ValueError as exc:
-            self._fail("playlist", f"{url} is not a media playlist: {exc}")
-            return None
-        if not playlist.skipped:
-            return playlist
-        try:
-            if held is None:
-                raise ValueError("a delta update that was not asked for")
-            return self.cache.merge(held, response.body)
-        except ValueError:
-            # 8216bis 6.3.5: a delta that cannot be applied needs a full reload.
-            return await self._playlist(url, {k: v for k, v in params.items() if k != "_HLS_skip"})
-
-    async def _reload(self, url: str, held: Playlist, wait: Wait) -> Playlist | None:
-        if not held.can_block_reload:
-            # 8216bis 6.3.4: no blocking reload offered; poll every half target duration.
-            await self.sleep(held.target_duration / 2)
-            return await self._playlist(url, {})
-        params = {"_HLS_msn": str(wait.msn)}
-        if wait.part is not None:
-            params["_HLS_part"] = str(wait.part)
-        skip_until = held.can_skip_until
-        if skip_until is not None and self.clock() - self.loaded_at < float(skip_until) / 2:
-            params["_HLS_skip"] = "YES"
-        return await self._playlist(url, params, held)
-
-    async def _media(
-        self, url: str, step: FetchPart | FetchSegment, seconds: float, model: PlayerModel
-    ) -> bool:
-        segment = step.segment
-        if segment.map_uri is None:
-            self._fail("media", f"segment {segment.msn} has no EXT-X-MAP")
-            return False
-        init_url = self.cache.resolve(url, segment.map_uri)
-        if init_url != self.init_url:
-            if not await self._object("init", init_url, _INIT_BOXES):
-                return False
-            self.init_url = init_url
-        uri = segment.parts[step.index].uri if isinstance(step, FetchPart) else segment.uri
-        assert uri is not None
-        if not await self._object("part", self.cache.resolve(url, uri), _MEDIA_BOXES):
-            return False
-        now = self.clock()
-        self.record.parts += 1
-        if self.record.first_audio_at is None:
-            self.record.first_audio_at = now
-            if self.deadline is not None:
-                loop = asyncio.get_running_loop()
-                self.deadline.reschedule(loop.time() + max(0.0, self.leave_at - now))
-        model.add(now, seconds)
-        return True
-
-    async def _object(self, kind: str, url: str, boxes: frozenset[bytes]) -> bool:
-        response = await self._send(kind, "GET", url)
-        if response is None:
-            return False
-        if response.status != 200:
-            self._fail(kind, f"{url} (listed in the playlist) answered {response.status}")
-            return False
-        if response.body[4:8] not in boxes:
-            self._fail(kind, f"{url} is not an MP4 box sequence")
-            return False
-        return True
+    def _account(self, stats: FollowStats) -> None:
+        """What the follower did, into the listener's record and the crowd's totals."""
+        record, tally = self.record, self.tally
+        record.parts += stats.parts + stats.segments
+        record.first_audio_at = stats.first_media_at
+        record.stalls, record.stall_seconds = stats.stalls, stats.stall_seconds
+        tally.requests.update(stats.by_kind)
+        tally.statuses.update({str(status): n for status, n in stats.statuses.items()})
+        tally.retries += stats.retries
+        tally.reload_retries += stats.reload_retries
+        self.retries_left -= stats.retries
+        traffic = self.http.traffic
+        traffic.connections += stats.connections
+        traffic.requests += stats.requests
+        traffic.bytes_sent += stats.bytes_up
+        traffic.bytes_received += stats.bytes_down
+        if stats.failure is not None:
+            self._fail(*stats.failure)
 
     async def _beacon(self) -> None:
         body = json.dumps({"ticket": self.ticket}).encode()
@@ -537,24 +384,4 @@ class SimulatedListener:
             attempt += 1
 
 
-def _after(step: FetchPart | FetchSegment, cursor: Cursor) -> Cursor:
-    """:func:`podium.clients.listen.advance`, with the end of a part taken from the cursor
-    rather than by adding up the segment's parts: every listener takes this step every
-    part, and exact fractions are not cheap."""
-    segment = step.segment
-    if isinstance(step, FetchPart) and (cursor.msn, cursor.index) == (segment.msn, step.index):
-        return Cursor(
-            segment.msn, step.index + 1, cursor.played + segment.parts[step.index].duration
-        )
-    return advance(step)
-
-
-def _media_seconds(step: FetchPart | FetchSegment, cursor: Cursor) -> float:
-    """Seconds of new media ``step`` brings to the player."""
-    segment = step.segment
-    if isinstance(step, FetchPart):
-        return float(segment.parts[step.index].duration)
-    return float(segment.duration - min(cursor.played, Fraction(segment.duration)))
-
-
-__all__ = ["MAX_DIFFICULTY", "PlaylistCache", "SimulatedListener"]
+__all__ = ["MAX_DIFFICULTY", "SimulatedListener"]

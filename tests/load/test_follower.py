@@ -12,8 +12,9 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from podium.clients.follow import Follower, FollowOptions, FollowStats, PlaylistCache
+from podium.clients.follow import Follower, FollowOptions, FollowStats
 from podium.clients.listen import RetryPolicy
+from podium.clients.playlists import PlaylistCache
 
 QUICK = RetryPolicy(attempts=3, base=0.01, cap=0.05, max_retry_after=5.0)
 INIT = b"\x00\x00\x00\x10ftypiso6\x00\x00\x00\x00"

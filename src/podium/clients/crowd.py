@@ -6,7 +6,7 @@ Blocking Playlist Reload with a delta update for each next part, every part fetc
 once), models its player's buffer to count stalls, and retries failures with full jitter
 backoff, on its own keep-alive connection. It does not decode audio: what it measures is
 the delivery (requests, bytes, stalls, recovery). The crowd shares one
-:class:`~podium.clients.follow.PlaylistCache`, so a playlist body received by thousands
+:class:`~podium.clients.playlists.PlaylistCache`, so a playlist body received by thousands
 is parsed once; ``bench/generator_scale.py`` measures what a listener costs (about two
 thousand following 256 ms parts on a core, on uvloop). Requests go only to the edges
 given.
@@ -28,9 +28,9 @@ from podium.clients.follow import (
     Follower,
     FollowOptions,
     FollowStats,
-    PlaylistCache,
 )
 from podium.clients.listen import RetryPolicy
+from podium.clients.playlists import PlaylistCache
 from podium.errors import ClientError
 
 Clock = Callable[[], float]

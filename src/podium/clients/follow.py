@@ -29,14 +29,12 @@ import functools
 import random
 import ssl
 import time
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Any, cast
-from urllib.parse import urljoin
+from typing import cast
 
-from podium.clients.hls import PartRef, Playlist, merge_delta, parse_playlist
+from podium.clients.hls import Playlist
 from podium.clients.httpwire import Origin, ProtocolError, Response, ResponseParser
 from podium.clients.listen import (
     Behind,
@@ -47,14 +45,13 @@ from podium.clients.listen import (
     PlayerModel,
     RetryPolicy,
     SkipGap,
-    Step,
     Wait,
     advance,
     backoff,
-    next_step,
     parse_retry_after,
     start_cursor,
 )
+from podium.clients.playlists import PlaylistCache
 
 Clock = Callable[[], float]
 
@@ -70,110 +67,6 @@ MAX_REFUSED_DIRECTIVES = 3
 _MEDIA_BOXES = frozenset({b"styp", b"moof", b"prft", b"emsg", b"sidx"})
 _INIT_BOXES = frozenset({b"ftyp", b"moov"})
 _PLAYLIST, _INIT, _MEDIA = "playlist", "init", "part"
-_GZIP_MAGIC = b"\x1f\x8b"
-
-
-class PlaylistCache:
-    """Playlists parsed once per distinct body, and media URIs resolved once: a crowd
-    following one stream receives the same bytes again and again, and parsing them is
-    most of a listener's CPU."""
-
-    def __init__(self, size: int = 512) -> None:
-        self.size = size
-        self._full: dict[bytes, Playlist] = {}
-        self._merged: dict[tuple[int, bytes], tuple[Playlist, Playlist]] = {}
-        self._urls: dict[tuple[str, str], str] = {}
-        self._after: dict[int, tuple[PartRef, Cursor, float]] = {}
-        self._steps: dict[tuple[int, int, int], tuple[Playlist, Step]] = {}
-        self._skips: dict[int, tuple[Playlist, float | None]] = {}
-
-    def resolve(self, base: str, uri: str) -> str:
-        """``uri`` (from the playlist at ``base``) as an absolute URL (RFC 3986 5.2)."""
-        key = (base, uri)
-        url = self._urls.get(key)
-        if url is None:
-            url = urljoin(base, uri)
-            self._remember(self._urls, key, url)
-        return url
-
-    def parse(self, body: bytes) -> Playlist:
-        """The playlist ``body`` holds, gzip-compressed or not (a playlist begins with
-        ``#EXTM3U``, so gzip's magic number tells them apart): the crowd receives the same
-        compressed bytes, and each is inflated and parsed once.
-
-        Raises:
-            ValueError: not a media playlist, or broken compression.
-        """
-        playlist = self._full.get(body)
-        if playlist is None:
-            text = body
-            if body[:2] == _GZIP_MAGIC:
-                try:
-                    text = zlib.decompress(body, wbits=31)
-                except zlib.error as exc:
-                    raise ValueError(f"broken gzip: {exc}") from None
-            playlist = parse_playlist(text.decode("utf-8", errors="replace"))
-            self._remember(self._full, body, playlist)
-        return playlist
-
-    def merge(self, previous: Playlist, body: bytes) -> Playlist:
-        """The full playlist a delta update ``body`` stands for, given ``previous``.
-
-        Raises:
-            ValueError: malformed, or ``previous`` lacks skipped segments.
-        """
-        delta = self.parse(body)
-        if not delta.skipped:
-            return delta
-        key = (id(previous), body)
-        cached = self._merged.get(key)
-        if cached is not None and cached[0] is previous:
-            return cached[1]
-        merged = merge_delta(previous, delta)
-        self._remember(self._merged, key, (previous, merged))
-        return merged
-
-    def next_step(self, playlist: Playlist, cursor: Cursor) -> Step:
-        """:func:`~podium.clients.listen.next_step`, worked out once for each playlist
-        and place in it: a crowd behind an edge holds the same playlists, and its
-        listeners stand at a few places in them. (With parts, the place is the segment
-        and the part: the part's offset follows from them.)"""
-        if playlist.part_target is None:
-            return next_step(playlist, cursor)
-        key = (id(playlist), cursor.msn, cursor.index)
-        entry = self._steps.get(key)
-        if entry is None or entry[0] is not playlist:
-            entry = (playlist, next_step(playlist, cursor))
-            self._remember(self._steps, key, entry, 8 * self.size)
-        return entry[1]
-
-    def skip_window(self, playlist: Playlist) -> float | None:
-        """Seconds after loading ``playlist`` that a delta update may still be asked for:
-        half its ``CAN-SKIP-UNTIL`` (8216bis 6.2.5.1 asks for a playlist "no older than
-        half the Skip Boundary"); ``None`` when it offers none."""
-        entry = self._skips.get(id(playlist))
-        if entry is None or entry[0] is not playlist:
-            until = playlist.can_skip_until
-            entry = (playlist, None if until is None else float(until) / 2)
-            self._remember(self._skips, id(playlist), entry)
-        return entry[1]
-
-    def after(self, step: FetchPart) -> tuple[Cursor, float]:
-        """The cursor after the part of ``step``, and the part's seconds: worked out once
-        for the crowd (exact fractions are not cheap, and every part takes this step)."""
-        part = step.segment.parts[step.index]
-        entry = self._after.get(id(part))
-        if entry is None or entry[0] is not part:
-            entry = (part, advance(step), float(part.duration))
-            self._remember(self._after, id(part), entry)
-        return entry[1], entry[2]
-
-    def _remember(
-        self, table: dict[Any, Any], key: Any, value: Any, size: int | None = None
-    ) -> None:
-        if len(table) >= (size or self.size):
-            del table[next(iter(table))]
-        table[key] = value
 
 
 @dataclass(slots=True)
@@ -187,7 +80,7 @@ class FollowStats:
     ``media_bytes`` are the bodies of parts, segments and init segments. ``outages`` are
     (first failure, next success) pairs: how long it was cut off. ``failure`` is what
     stopped it early, as (kind, detail); ``None`` when the time ran out or the stream
-    ended (``ended``).
+    ended (``ended``); ``last_error`` says what the latest failed attempt met.
     """
 
     edge: str
@@ -201,6 +94,7 @@ class FollowStats:
     gave_up: bool = False
     ended: bool = False
     failure: tuple[str, str] | None = None
+    last_error: str | None = None
     connections: int = 0
     bytes_down: int = 0
     bytes_up: int = 0
@@ -545,6 +439,7 @@ class Follower:
         """An attempt failed: retry after a backoff, or stop when the policy says so."""
         stats = self.stats
         stats.errors += 1
+        stats.last_error = detail
         if not stats.outages or stats.outages[-1][1] is not None:
             stats.outages.append((self._clock(), None))
         policy = self._options.policy
@@ -765,5 +660,4 @@ __all__ = [
     "FollowOptions",
     "FollowStats",
     "Follower",
-    "PlaylistCache",
 ]

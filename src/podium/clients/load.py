@@ -36,11 +36,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from podium.clients.follow import PlaylistCache
 from podium.clients.http1 import HttpClient, Origin, Traffic
 from podium.clients.listen import RetryPolicy
 from podium.clients.loadlistener import SimulatedListener
 from podium.clients.loadreport import ListenerRecord, Tally, storm_report
+from podium.clients.playlists import PlaylistCache
 from podium.errors import ClientError
 
 MAX_LISTENERS = 100_000

@@ -10,7 +10,7 @@ updates, every part fetched, the init segment once, into a player model that cou
 stalls), and a beacon every ``beacon_every_s``.
 
 The backoff is :func:`podium.clients.listen.backoff`. What the whole crowd shares is a
-:class:`~podium.clients.follow.PlaylistCache`: identical playlist bodies are parsed once.
+:class:`~podium.clients.playlists.PlaylistCache`: identical playlist bodies are parsed once.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import random
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from podium.clients.follow import Follower, FollowOptions, FollowStats, PlaylistCache
+from podium.clients.follow import Follower, FollowOptions, FollowStats
 from podium.clients.http1 import HttpClient, Response, TransportError
 from podium.clients.httpwire import OffTarget, Origin
 from podium.clients.joining import (
@@ -36,6 +36,7 @@ from podium.clients.joining import (
 )
 from podium.clients.listen import backoff, parse_retry_after
 from podium.clients.loadreport import ListenerRecord, Tally
+from podium.clients.playlists import PlaylistCache
 from podium.errors import ClientError
 
 if TYPE_CHECKING:

@@ -28,7 +28,7 @@ generator) fetching one part again and again on as many keep-alive connections: 
 per request is what a request costs a lean C client on this machine. Asserts nothing.
 Run from the repository root::
 
-    .venv/bin/python bench/generator_scale.py [--listeners 250,1000] [--seconds 20]
+    .venv/bin/python bench/generator_scale.py [--listeners 500,1000,2000] [--seconds 20]
         [--json out.json]
 """
 
@@ -125,7 +125,7 @@ def measure_wrk(edge_url: str, space: str, connections: int) -> dict[str, Any] |
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--listeners", default="250,1000")
+    parser.add_argument("--listeners", default="500,1000,2000")
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()

@@ -208,17 +208,8 @@ def start_nginx(upstream: str) -> Process:
     port = free_port()
     site = nginx.render(upstream, listen=f"127.0.0.1:{port}", cache_dir=directory / "cache")
     (directory / "podium.conf").write_text(site)
-    temp = "\n".join(
-        f"    {kind}_temp_path {directory / kind};"
-        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
-    )
     main = directory / "nginx.conf"
-    main.write_text(
-        f"worker_processes 1;\nworker_rlimit_nofile 16384;\npid {directory / 'nginx.pid'};\n"
-        f"error_log {directory / 'error.log'} warn;\ndaemon off;\n"
-        "events { worker_connections 8192; }\n"
-        f"http {{\n    access_log off;\n{temp}\n    include {directory / 'podium.conf'};\n}}\n"
-    )
+    main.write_text(nginx.standalone(directory, directory / "podium.conf"))
     command = ["nginx", "-p", str(directory), "-c", str(main)]
     subprocess.run([*command, "-t"], check=True, capture_output=True, timeout=60)
     edge = Process("nginx", f"http://127.0.0.1:{port}", _quiet(command), directory)

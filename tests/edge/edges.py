@@ -105,17 +105,8 @@ def nginx_command(workdir: Path, site: str) -> list[str]:
     """The nginx command line for ``site`` (an http-context configuration) with a main
     configuration in ``workdir``, after ``nginx -t`` accepted it."""
     (workdir / "podium.conf").write_text(site)
-    temp = "\n".join(
-        f"    {kind}_temp_path {workdir / kind};"
-        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
-    )
     main = workdir / "nginx.conf"
-    main.write_text(
-        f"worker_processes 1;\nworker_rlimit_nofile 16384;\npid {workdir / 'nginx.pid'};\n"
-        f"error_log {workdir / 'error.log'} warn;\ndaemon off;\n"
-        "events { worker_connections 8192; }\n"
-        f"http {{\n    access_log off;\n{temp}\n    include {workdir / 'podium.conf'};\n}}\n"
-    )
+    main.write_text(nginx.standalone(workdir, workdir / "podium.conf"))
     command = ["nginx", "-p", str(workdir), "-c", str(main)]
     checked = subprocess.run([*command, "-t"], capture_output=True, text=True, timeout=60)
     assert checked.returncode == 0, checked.stderr

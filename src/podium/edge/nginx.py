@@ -143,6 +143,24 @@ def render(
     )
 
 
+def standalone(workdir: Path, site: Path) -> str:
+    """A main configuration that runs the http-context configuration at ``site`` (what
+    :func:`render` wrote) on its own, in the foreground, with everything nginx writes
+    (pid, error log, temporary files) inside ``workdir``: one worker, no access log. For
+    trying the edge configuration out without the system's nginx.conf, as the tests and
+    benchmarks do (``nginx -p WORKDIR -c WORKDIR/nginx.conf``)."""
+    temp = "\n".join(
+        f"    {kind}_temp_path {workdir / kind};"
+        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
+    return (
+        f"worker_processes 1;\nworker_rlimit_nofile 16384;\npid {workdir / 'nginx.pid'};\n"
+        f"error_log {workdir / 'error.log'} warn;\ndaemon off;\n"
+        "events { worker_connections 8192; }\n"
+        f"http {{\n    access_log off;\n{temp}\n    include {site};\n}}\n"
+    )
+
+
 def _check_word(value: str, what: str) -> None:
     """A value spliced into the configuration must not be able to add directives."""
     if not value or any(c in value for c in " \t\n;{}#'\"$"):

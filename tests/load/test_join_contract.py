@@ -183,6 +183,12 @@ def test_overtakes_follow_queue_order_with_tolerance() -> None:
     # Someone ahead who left the line before: not overtaken.
     left = [record(0, 1.0, None, left_at=2.0), record(1, 1.1, 5.0)]
     assert count_overtakes(left, 0.5) == 0
+    # Told to check back in 4 s, the first saw its grant up to 4 s late: the second, let
+    # in 3 s before that was seen, may have been granted after it. Told 1 s: overtaken.
+    patient = [record(0, 1.0, 8.0, last_wait_s=4.0), record(1, 1.1, 5.0)]
+    assert count_overtakes(patient, 0.5) == 0
+    hasty = [record(0, 1.0, 8.0, last_wait_s=1.0), record(1, 1.1, 5.0)]
+    assert count_overtakes(hasty, 0.5) == 1
 
 
 def test_timeline_counts_each_second() -> None:

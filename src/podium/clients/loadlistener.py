@@ -133,7 +133,8 @@ class SimulatedListener:
                     record.outcome, record.left_at = "queued", now
                     return None
                 queue_token = answer.queue_token
-                await self.sleep(max(0.01, answer.retry_after_s))
+                record.last_wait_s = max(0.01, answer.retry_after_s)
+                await self.sleep(record.last_wait_s)
             elif isinstance(answer, Challenge):
                 tally.challenges += 1
                 challenges += 1

@@ -55,6 +55,8 @@ class ListenerRecord:
     ``outcome`` ends as one of ``admitted``, ``replay``, ``queued`` (still waiting when
     it left), ``refused`` (its retry budget ran out; ``gave_up_reason`` says why),
     ``error`` (something outside the contract) or ``pending`` (the run was cut short).
+    ``last_wait_s`` is how long the server last told it to wait before asking again: a
+    grant made meanwhile was seen up to that late.
     """
 
     index: int
@@ -68,6 +70,7 @@ class ListenerRecord:
     first_estimate: float | None = None
     first_reason: str | None = None
     last_position: int | None = None
+    last_wait_s: float = 0.0
     polls: int = 0
     admitted_sent_at: float | None = None
     admitted_at: float | None = None
@@ -143,8 +146,11 @@ def _percentiles(prefix: str, values: Sequence[float]) -> dict[str, float | None
 def count_overtakes(records: Iterable[ListenerRecord], tolerance_s: float) -> int:
     """Listeners admitted more than ``tolerance_s`` before someone queued ahead of them.
 
-    Queue order is the order of the first ``202``; a listener ahead that never got in
-    counts as waiting until it left. O(n log n).
+    Queue order is the order of the first ``202``. A listener ahead counts from the
+    earliest moment its own grant may have been made: its admission less the wait it had
+    been told to keep before asking again (a queue whose wait is unknown asks clients to
+    check back every few seconds, and a grant is only seen at the next check). One that
+    never got in counts as waiting until it left. O(n log n).
     """
     queued = sorted(
         (r for r in records if r.first_queued_at is not None and r.first_reason != "pre_start"),
@@ -153,7 +159,9 @@ def count_overtakes(records: Iterable[ListenerRecord], tolerance_s: float) -> in
     overtakes = 0
     latest_ahead = -math.inf  # the latest admission (or departure) of anyone queued earlier
     for record in queued:
-        done = record.admitted_at if record.admitted_at is not None else record.left_at
+        done = record.left_at
+        if record.admitted_at is not None:
+            done = record.admitted_at - record.last_wait_s
         if record.admitted_at is not None and record.admitted_at + tolerance_s < latest_ahead:
             overtakes += 1
         latest_ahead = max(latest_ahead, done) if done is not None else math.inf

@@ -23,7 +23,7 @@ import httpx
 import pytest
 
 from harness import Server, start_server
-from podium.clients.flood import FloodPlan, flood
+from podium.clients.flood import FloodPlan, flood, render_flood
 from podium.clients.joining import QUEUE_REASONS
 from podium.clients.load import StormPlan, join_storm
 
@@ -383,6 +383,7 @@ def test_flood_is_answered_and_joiners_still_get_in(tmp_path: Path) -> None:
     assert "429" in patterns["join_hammer"]
     assert attacked["reasons"]["rate_limited"] > 0
     assert attacked["held_open"] == 0  # slow requests were cut off
+    assert "did not cut off within 4 s: 0 " in render_flood(attacked)
 
     assert_clean(joined)
     assert joined["admitted"] + joined["still_queued"] == 30, joined["outcomes"]

@@ -445,6 +445,7 @@ async def flood(plan: FloodPlan, *, clock: Callable[[], float] = time.monotonic)
         "by_pattern": {k: dict(sorted(v.items())) for k, v in sorted(counts.by_pattern.items())},
         "reasons": dict(sorted(counts.reasons.items())),
         "held_open": counts.held,
+        "slow_s": plan.slow_s,
         "unexplained_errors": sum(counts.unexplained.values()),
         "unexplained_by_pattern": dict(sorted(counts.unexplained.items())),
         "unexplained_samples": counts.samples,
@@ -458,7 +459,9 @@ def render_flood(report: dict[str, Any]) -> str:
         f" cap) at {report['server']} over {report['elapsed_s']:.1f} s",
         "answers: " + ", ".join(f"{k} {v}" for k, v in report["by_status"].items()),
         "reasons: " + (", ".join(f"{k} {v}" for k, v in report["reasons"].items()) or "none"),
-        f"slow or junk requests the server did not cut off: {report['held_open']}",
+        f"slow or junk requests the server did not cut off within {report['slow_s']:g} s:"
+        f" {report['held_open']} (a server whose header and body timeouts are longer"
+        " keeps them open until then)",
         f"unexplained: {report['unexplained_errors']}"
         + "".join(f"\n  {sample}" for sample in report["unexplained_samples"]),
         "",

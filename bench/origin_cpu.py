@@ -13,7 +13,7 @@ playlists, room state; its media worker encodes the same program whatever N is, 
 reported apart) from /proc, per second; the origin's own request counters per part.
 Asserts nothing. Run from the repository root::
 
-    .venv/bin/python bench/origin_cpu.py [--listeners 25,100,400] [--seconds 15] \\
+    .venv/bin/python bench/origin_cpu.py [--listeners 25,100,1000,2000] [--seconds 15] \\
         [--direct-max 100] [--json out.json]
 """
 
@@ -63,7 +63,7 @@ def _measure(origin: Process, target: str, listeners: int, seconds: float) -> di
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--listeners", default="25,100,400")
+    parser.add_argument("--listeners", default="25,100,1000,2000")
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--direct-max", type=int, default=100)
     parser.add_argument("--json", type=Path)

@@ -83,6 +83,36 @@ def test_request_to_speak_end_to_end_heard_in_the_program(server: Server) -> Non
     assert peak_hz(program[start + RATE // 2 : end - RATE // 2]) == pytest.approx(1500, abs=5)
 
 
+def test_a_listener_can_ask_where_their_hand_is(server: Server) -> None:
+    host = make_account(server, "host")
+    space = _space(server, host)
+    _start(server, host, space)
+    first, second = _join(server, space["id"]), _join(server, space["id"])
+    base = f"{server.url}/api/v1/spaces/{space['id']}"
+
+    def where(http: httpx.Client, listener: dict[str, str]) -> object:
+        answer = http.post(f"{base}/hand/status", json={"ticket": listener["ticket"]})
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["person"] == listener["listener_id"]
+        return answer.json()["position"]
+
+    with httpx.Client(timeout=10) as http:
+        assert where(http, first) is None
+        for listener in (first, second):
+            http.post(f"{base}/hand", json={"ticket": listener["ticket"], "name": "Guest"})
+        assert (where(http, first), where(http, second)) == (1, 2)
+        assert _state(server, space["id"])["hands"] == {"count": 2}
+        with server.client(host.token) as client:
+            declined = client.post(f"{base}/stage/{first['listener_id']}/decline")
+            assert declined.status_code == 200, declined.text
+        # The state says only that a hand went down; each listener can ask whose.
+        assert _state(server, space["id"])["hands"] == {"count": 1}
+        assert (where(http, first), where(http, second)) == (None, 1)
+        assert_problem(http.post(f"{base}/hand/status", json={}), 401)
+        forged = first["ticket"][:-4] + ("AAAA" if not first["ticket"].endswith("AAAA") else "BBBB")
+        assert_problem(http.post(f"{base}/hand/status", json={"ticket": forged}), 401)
+
+
 def test_moderation_reaches_the_media_and_the_audit_log(server: Server) -> None:
     host, guest = make_account(server, "host"), make_account(server, "guest")
     space = _space(server, host)

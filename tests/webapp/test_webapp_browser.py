@@ -1,7 +1,7 @@
 """The web app in a real browser, end to end: a host goes live from the console and speaks,
-a listener hears the program through hls.js, raises a hand, is approved, speaks from the
-browser and is heard in the program, and the page turns into the replay when the space
-ends.
+a listener hears the program through hls.js, raises a hand, is declined (and told so),
+raises it again, is approved, speaks from the browser and is heard in the program, and
+the page turns into the replay when the space ends.
 
 Two Chromium processes, because a fake microphone is per process: the host's plays one
 speech recording, the listener's another, so the program tells them apart. What was heard
@@ -183,9 +183,19 @@ def test_host_listener_speaker_and_replay_in_chromium(server: Server) -> None:
             screenshot(phone, "listener-phone")
             phone_context.close()
 
-            # -- the listener raises a hand; the host approves it in the console ---------
+            # -- the listener raises a hand; the host declines it, then approves the next -
             listener.get_by_role("button", name="Raise hand").click()
             listener.get_by_label("Your name").fill("Guest Speaker")
+            listener.locator("#hand-dialog").get_by_role("button", name="Raise hand").click()
+            expect(listener.get_by_role("button", name="Lower hand")).to_be_visible()
+            decline = console.get_by_role("button", name="Decline Guest Speaker")
+            expect(decline).to_be_visible(timeout=WAIT_MS)
+            decline.click()
+            expect(listener.get_by_text("The host declined your request to speak")).to_be_visible(
+                timeout=WAIT_MS
+            )
+            listener.get_by_role("button", name="Raise hand").click()
+            expect(listener.get_by_label("Your name")).to_have_value("Guest Speaker")
             listener.locator("#hand-dialog").get_by_role("button", name="Raise hand").click()
             expect(listener.get_by_role("button", name="Lower hand")).to_be_visible()
             approve = console.get_by_role("button", name="Approve Guest Speaker")

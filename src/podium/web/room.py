@@ -365,6 +365,18 @@ async def lower_hand(space_id: str, body: SelfBody, context: Ctx, user: Optional
     return Response(status_code=204)
 
 
+@router.post("/hand/status", responses={401: _PROBLEM, 429: _PROBLEM})
+async def hand_status(
+    space_id: str, body: SelfBody, context: Ctx, user: OptionalUser
+) -> dict[str, Any]:
+    """Where your hand is: its place in the queue, or ``null`` once it is down (you
+    lowered it, the host declined it, or approved it and you are on the stage). A ``POST``
+    because it names you by your listener ticket, as the other hand requests do; it
+    changes nothing."""
+    person, _ = _person(context, space_id, user, body.ticket)
+    return {"person": person, "position": context.rooms.stage(space_id).hand_position(person)}
+
+
 def _moderator(context: Context, space_id: str, user: User) -> str:
     person = person_of_user(user.id)
     role = context.rooms.stage(space_id).role_of(person)

@@ -34,6 +34,7 @@ const page = {
   joining: null,
   beacon: 0,
   hand: false,
+  hands: 0, // raised hands in the last room state
   offer: null, // "invite" | "approved" | null
   invite: new URLSearchParams(location.search).get("invite"),
   endingTimer: 0,
@@ -317,7 +318,10 @@ function followStage(doc) {
   } else if (page.offer === "approved") {
     page.offer = null;
     $("#speaker").hidden = true;
+  } else if (page.hand && doc.hands.count < page.hands) {
+    checkHand(); // a hand went down, and not onto the stage: perhaps this one
   }
+  page.hands = doc.hands.count;
   $("#hand-btn").hidden = Boolean(seat) || page.status !== "live";
 }
 
@@ -467,6 +471,23 @@ async function toggleHand() {
     if (error.name !== "AbortError") toast(error.message, "error");
   } finally {
     setBusy(button, false);
+  }
+}
+
+// The room state counts the raised hands without naming anyone: when the count drops
+// while this visitor's hand is up and they are not on the stage, ask where their hand is.
+async function checkHand() {
+  try {
+    const ticket = await ensureTicket();
+    const answer = await request(`${base}/hand/status`, {method: "POST",
+      body: {ticket: ticket.ticket}});
+    if (page.hand && answer.data.position === null && !mySeat(page.doc)) {
+      setHand(false);
+      toast("The host declined your request to speak for now. You can raise your hand again.",
+        "warn", 6);
+    }
+  } catch (error) {
+    // Unknown for now: the next change of the room state asks again.
   }
 }
 

@@ -13,7 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from podium.clients.follow import Follower, FollowOptions, FollowStats
-from podium.clients.listen import RetryPolicy
+from podium.clients.hls import Playlist
+from podium.clients.listen import Cursor, RetryPolicy, Step
 from podium.clients.playlists import PlaylistCache
 
 QUICK = RetryPolicy(attempts=3, base=0.01, cap=0.05, max_retry_after=5.0)
@@ -82,7 +83,10 @@ class Edge:
 
 
 async def follow(
-    script: Script, options: FollowOptions, seconds: float = 10.0
+    script: Script,
+    options: FollowOptions,
+    seconds: float = 10.0,
+    cache: PlaylistCache | None = None,
 ) -> tuple[FollowStats, Edge]:
     edge = Edge(script)
     server = await asyncio.start_server(edge.handle, "127.0.0.1", 0)
@@ -91,7 +95,7 @@ async def follow(
     finished: asyncio.Future[FollowStats] = loop.create_future()
     follower = Follower(
         f"http://127.0.0.1:{port}/hls/s/live.m3u8",
-        PlaylistCache(),
+        cache or PlaylistCache(),
         options,
         until=loop.time() + seconds,
         done=finished.set_result,
@@ -245,3 +249,28 @@ def test_time_up_stops_a_follower_that_waits_for_more() -> None:
     # No blocking reload offered: it polls every half target duration (8216bis 6.3.4).
     assert 2 <= edge.asked["/hls/s/live.m3u8"] <= 3
     assert stats.stopped_at is not None
+
+
+def test_what_cannot_be_requested_or_handled_stops_it_with_a_reason() -> None:
+    def listing(uri: str) -> Script:
+        def script(target: str, accepts_gzip: bool, times: int) -> tuple[bytes | None, bool]:
+            body = playlist(uri) if target.endswith(".m3u8") else INIT
+            return answer("200 OK", body), False
+
+        return script
+
+    for uri in ("seg 0.m4s", "seg0.m4s\x00", "séance.m4s"):
+        stats, edge = asyncio.run(follow(listing(uri), FollowOptions(policy=QUICK)))
+        assert stats.failure is not None
+        assert "cannot be requested" in stats.failure[1]
+        assert [target for target, _ in edge.requests] == ["/hls/s/live.m3u8", "/hls/s/init.mp4"]
+
+    class Broken(PlaylistCache):
+        """A step that raises, standing for an answer nothing here foresaw."""
+
+        def next_step(self, playlist: Playlist, cursor: Cursor) -> Step:
+            raise RuntimeError("no step from here")
+
+    stats, _ = asyncio.run(follow(listing("seg0.m4s"), FollowOptions(policy=QUICK), cache=Broken()))
+    # Reported, not left waiting for an answer it would never handle.
+    assert stats.failure == ("client", "RuntimeError: no step from here")

@@ -140,6 +140,11 @@ class FollowOptions:
     ssl_context: ssl.SSLContext | None = None
 
 
+def _requestable(url: str) -> bool:
+    """Whether ``url`` can go in a request line as it is: ASCII, no space or control."""
+    return url.isascii() and url.isprintable() and " " not in url
+
+
 @functools.cache
 def _default_tls() -> ssl.SSLContext:
     """One context for the whole crowd: loading the trusted roots takes milliseconds."""
@@ -161,15 +166,23 @@ class _Wire(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
-        if self.follower.wire is self:
-            self.follower.received(data)
+        follower = self.follower
+        if follower.wire is self:
+            try:
+                follower.received(data)
+            except Exception as exc:  # an answer nothing here foresaw: reported, not hung
+                follower.crashed(exc)
 
     def eof_received(self) -> bool:
         return False  # close: this client never half-closes
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self.follower.wire is self:
-            self.follower.lost(exc)
+        follower = self.follower
+        if follower.wire is self:
+            try:
+                follower.lost(exc)
+            except Exception as error:
+                follower.crashed(error)
 
     def close(self) -> None:
         if self.transport is not None:
@@ -180,7 +193,7 @@ class Follower:
     """One player following the live playlist at ``url`` (see the module's text).
 
     Args:
-        url: the playlist's absolute URL.
+        url: the playlist's absolute URL (``ValueError`` if it cannot be requested).
         cache: playlists parsed once per distinct body, shared by a crowd.
         options: how to follow.
         until: when to stop (clock time).
@@ -203,6 +216,8 @@ class Follower:
         wall_clock: Clock = time.time,
     ) -> None:
         origin = Origin.of(url)
+        if not _requestable(url):
+            raise ValueError(f"{url[:80]!r} holds a space, a control or a non-ASCII character")
         self.stats = FollowStats(str(origin))
         self.wire: _Wire | None = None
         self._origin = origin
@@ -253,7 +268,7 @@ class Follower:
         """Begin: fetch the playlist. Its first answer places the player."""
         now = self._clock()
         self.stats.started_at = now
-        self._end = self._loop.call_at(self._loop_time(self._until), self._time_up)
+        self._end = self._loop.call_at(self._loop_time(self._until), self._guarded, self._time_up)
         self._send(_PLAYLIST, self._path)
 
     def stop(self, failure: tuple[str, str] | None = None, *, ended: bool = False) -> None:
@@ -281,6 +296,18 @@ class Follower:
     def stopped(self) -> bool:
         return self._stopped
 
+    def crashed(self, exc: Exception) -> None:
+        """Something raised in one of the follower's callbacks: it stops, and says what,
+        rather than waiting forever for an answer it will never handle."""
+        self.stop(("client", f"{type(exc).__name__}: {exc}"))
+
+    def _guarded(self, callback: Callable[..., None], *args: object) -> None:
+        """``callback(*args)`` from a timer, with :meth:`crashed` for what it raises."""
+        try:
+            callback(*args)
+        except Exception as exc:
+            self.crashed(exc)
+
     def _loop_time(self, at: float) -> float:
         """Clock time ``at`` as event-loop time."""
         return self._loop.time() + (at - self._clock())
@@ -289,7 +316,7 @@ class Follower:
         self._end = None
         if self.stats.first_media_at is None and self._patience > 0:
             deadline, self._patience = self._until + self._patience, 0.0
-            self._end = self._loop.call_at(self._loop_time(deadline), self._time_up)
+            self._end = self._loop.call_at(self._loop_time(deadline), self._guarded, self._time_up)
             return
         self.stop()
 
@@ -313,7 +340,7 @@ class Follower:
         self._sent_at = now = self._clock()
         if self._watchdog is None:
             self._watchdog = self._loop.call_at(
-                self._loop_time(now + self._options.timeout_s), self._check_time
+                self._loop_time(now + self._options.timeout_s), self._guarded, self._check_time
             )
         self._parser.expect("GET")
         data = b"GET " + self._target.encode("latin-1") + self._head_tail
@@ -337,7 +364,7 @@ class Follower:
             server_hostname=self._origin.host if tls else None,
         )
         task = self._loop.create_task(opening)
-        task.add_done_callback(lambda task: self._connected(wire, task))
+        task.add_done_callback(lambda task: self._guarded(self._connected, wire, task))
 
     def _connected(self, wire: _Wire, task: asyncio.Task[object]) -> None:
         if self.wire is not wire:
@@ -370,7 +397,9 @@ class Follower:
             return
         due = self._sent_at + self._options.timeout_s
         if self._clock() < due:
-            self._watchdog = self._loop.call_at(self._loop_time(due), self._check_time)
+            self._watchdog = self._loop.call_at(
+                self._loop_time(due), self._guarded, self._check_time
+            )
             return
         self._drop_wire()
         limit = self._options.timeout_s
@@ -452,7 +481,7 @@ class Follower:
             self._attempt += 1
             self._budget -= 1
             stats.retries += 1
-            self._retry = self._loop.call_later(delay, self._transmit)
+            self._retry = self._loop.call_later(delay, self._guarded, self._transmit)
 
     def _give_up(self, kind: str, detail: str) -> None:
         self.stats.gave_up = True
@@ -518,7 +547,7 @@ class Follower:
             # Classic HLS, the same answer again (the segment is still in progress):
             # wait instead of asking the cache for it in a loop.
             self._retry = self._loop.call_later(
-                float(playlist.target_duration) / 4, self._play_segments
+                float(playlist.target_duration) / 4, self._guarded, self._play_segments
             )
         else:
             self._play_segments()
@@ -553,7 +582,7 @@ class Follower:
                 if not playlist.can_block_reload:
                     # 8216bis 6.3.4: no blocking reload offered; poll every half target.
                     self._retry = self._loop.call_later(
-                        float(playlist.target_duration) / 2, self._reload, ""
+                        float(playlist.target_duration) / 2, self._guarded, self._reload, ""
                     )
                     return
                 query = f"_HLS_msn={step.msn}"
@@ -606,7 +635,11 @@ class Follower:
 
     def _resolve(self, uri: str) -> str | None:
         """``uri`` from the playlist as a request target on this follower's origin."""
-        url = self._cache.resolve(self._url, uri)
+        try:
+            url = self._cache.resolve(self._url, uri)
+        except ValueError as exc:
+            self._give_up(_MEDIA, str(exc))
+            return None
         if not url.startswith(self._prefix):
             self._give_up(_MEDIA, f"{uri} is not on {self._origin}, the playlist's origin")
             return None

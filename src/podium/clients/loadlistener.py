@@ -268,7 +268,10 @@ class SimulatedListener:
         beacons go out meanwhile, due every ``beacon_every_s`` from the admission."""
         record, plan = self.record, self.plan
         assert record.admitted_at is not None
-        origin = Origin.of(admitted.playlist_url)
+        try:
+            origin = Origin.of(admitted.playlist_url)
+        except ValueError as exc:
+            raise ClientError(f"the join answered a playlist URL that is not one: {exc}") from None
         if origin not in self.http.origins:
             allowed = ", ".join(sorted(str(o) for o in self.http.origins))
             raise OffTarget(f"refusing to contact {origin}: only {allowed} may be")
@@ -287,17 +290,20 @@ class SimulatedListener:
             user_agent=self.http.user_agent,
             ssl_context=self.http.ssl_context,
         )
-        follower = Follower(
-            admitted.playlist_url,
-            self.cache,
-            options,
-            until=record.admitted_at + plan.duration_s,
-            patience=plan.timeout_s,
-            done=done,
-            rng=self.rng,
-            clock=self.clock,
-            wall_clock=self.wall_clock,
-        )
+        try:
+            follower = Follower(
+                admitted.playlist_url,
+                self.cache,
+                options,
+                until=record.admitted_at + plan.duration_s,
+                patience=plan.timeout_s,
+                done=done,
+                rng=self.rng,
+                clock=self.clock,
+                wall_clock=self.wall_clock,
+            )
+        except ValueError as exc:
+            raise ClientError(f"the join answered a playlist URL that is not one: {exc}") from None
         follower.start()
         every = admitted.beacon_every_s
         next_beacon = record.admitted_at + every

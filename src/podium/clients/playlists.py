@@ -35,11 +35,18 @@ class PlaylistCache:
         self._skips: dict[int, tuple[Playlist, float | None]] = {}
 
     def resolve(self, base: str, uri: str) -> str:
-        """``uri`` (from the playlist at ``base``) as an absolute URL (RFC 3986 5.2)."""
+        """``uri`` (from the playlist at ``base``) as an absolute URL (RFC 3986 5.2).
+
+        Raises:
+            ValueError: it holds what a request line cannot (a space, a control, a
+                character outside ASCII).
+        """
         key = (base, uri)
         url = self._urls.get(key)
         if url is None:
             url = urljoin(base, uri)
+            if not (url.isascii() and url.isprintable()) or " " in url:
+                raise ValueError(f"the playlist lists {uri[:80]!r}, which cannot be requested")
             self._remember(self._urls, key, url)
         return url
 

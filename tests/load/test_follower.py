@@ -6,16 +6,28 @@ garbage, 404, and media on another origin."""
 from __future__ import annotations
 
 import asyncio
+import datetime
 import gzip
+import ipaddress
 import itertools
+import ssl
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from podium.clients.follow import Follower, FollowOptions, FollowStats
 from podium.clients.hls import Playlist
 from podium.clients.listen import Cursor, RetryPolicy, Step
+from podium.clients.load import StormPlan
 from podium.clients.playlists import PlaylistCache
+from podium.errors import ClientError
 
 QUICK = RetryPolicy(attempts=3, base=0.01, cap=0.05, max_retry_after=5.0)
 INIT = b"\x00\x00\x00\x10ftypiso6\x00\x00\x00\x00"
@@ -87,14 +99,15 @@ async def follow(
     options: FollowOptions,
     seconds: float = 10.0,
     cache: PlaylistCache | None = None,
+    tls: ssl.SSLContext | None = None,
 ) -> tuple[FollowStats, Edge]:
     edge = Edge(script)
-    server = await asyncio.start_server(edge.handle, "127.0.0.1", 0)
+    server = await asyncio.start_server(edge.handle, "127.0.0.1", 0, ssl=tls)
     port = server.sockets[0].getsockname()[1]
     loop = asyncio.get_running_loop()
     finished: asyncio.Future[FollowStats] = loop.create_future()
     follower = Follower(
-        f"http://127.0.0.1:{port}/hls/s/live.m3u8",
+        f"{'https' if tls else 'http'}://127.0.0.1:{port}/hls/s/live.m3u8",
         cache or PlaylistCache(),
         options,
         until=loop.time() + seconds,
@@ -274,3 +287,65 @@ def test_what_cannot_be_requested_or_handled_stops_it_with_a_reason() -> None:
     stats, _ = asyncio.run(follow(listing("seg0.m4s"), FollowOptions(policy=QUICK), cache=Broken()))
     # Reported, not left waiting for an answer it would never handle.
     assert stats.failure == ("client", "RuntimeError: no step from here")
+
+
+def _certificate(directory: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 (a staging deployment's own CA, in effect)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "podium test edge")])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "edge.pem", directory / "edge.key"
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+def test_https_with_the_deployments_own_authority(tmp_path: Path) -> None:
+    cert, key = _certificate(tmp_path)
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_tls.load_cert_chain(cert, key)
+    lists = playlist("seg0.m4s", "seg1.m4s")
+
+    def script(target: str, accepts_gzip: bool, times: int) -> tuple[bytes | None, bool]:
+        body = lists if target.endswith(".m3u8") else INIT if "init" in target else MEDIA
+        return answer("200 OK", body), False
+
+    trusted = StormPlan("https://127.0.0.1:1", "space", 1, 1.0, ca_file=str(cert)).tls()
+    options = FollowOptions(policy=QUICK, ssl_context=trusted)
+    stats, edge = asyncio.run(follow(script, options, tls=server_tls))
+    assert stats.failure is None
+    assert stats.ended
+    assert stats.segments == 2
+    assert stats.edge.startswith("https://")
+
+    # The system's roots do not know this authority: refused, and said why.
+    stats, edge = asyncio.run(
+        follow(script, FollowOptions(policy=RetryPolicy(attempts=0)), tls=server_tls)
+    )
+    assert stats.failure is not None
+    assert "CERTIFICATE_VERIFY_FAILED" in stats.failure[1]
+    assert not edge.requests
+
+    with pytest.raises(ClientError, match="cannot read certificates"):
+        StormPlan("https://127.0.0.1:1", "space", 1, 1.0, ca_file=str(tmp_path / "none")).check()

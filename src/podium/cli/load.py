@@ -62,6 +62,12 @@ def add_parser(commands: Any) -> None:
         metavar="URL",
         help="another origin the join answers may send listeners to (an edge); repeatable",
     )
+    storm.add_argument(
+        "--ca-file",
+        metavar="PEM",
+        help="trust the certificate authorities in this file for https (a staging"
+        " deployment's own CA); default: the system's",
+    )
     storm.add_argument("--seed", type=int, help="seed of the backoff jitter")
     storm.set_defaults(handler=_join_storm)
 
@@ -113,6 +119,7 @@ def _join_storm(args: argparse.Namespace) -> int:
         max_wait_s=args.max_wait,
         source_network=args.source_network,
         allow=tuple(args.allow_origin),
+        ca_file=args.ca_file,
         seed=args.seed,
     )
     plan.check()

@@ -31,6 +31,7 @@ import asyncio
 import contextlib
 import ipaddress
 import random
+import ssl
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -72,6 +73,8 @@ class StormPlan:
         order_tolerance_s: how much later than someone queued behind it a listener may
             be admitted before it counts as overtaken (clients poll, so admissions are
             seen up to a poll late).
+        ca_file: trust the certificate authorities in this PEM file for ``https``
+            (``None``: the system's trusted roots).
         seed: for the backoff jitter (``None``: random).
     """
 
@@ -87,6 +90,7 @@ class StormPlan:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     pow_attempts: int = 5
     order_tolerance_s: float = 1.0
+    ca_file: str | None = None
     seed: int | None = None
 
     def check(self) -> None:
@@ -108,6 +112,20 @@ class StormPlan:
             raise ClientError("the request timeout must be positive")
         if self.source_network is not None:
             source_addresses(self.source_network)
+        self.tls()
+
+    def tls(self) -> ssl.SSLContext | None:
+        """The TLS context of ``ca_file`` (``None``: the clients' default).
+
+        Raises:
+            ClientError: the file cannot be read as certificates.
+        """
+        if self.ca_file is None:
+            return None
+        try:
+            return ssl.create_default_context(cafile=self.ca_file)
+        except (OSError, ssl.SSLError) as exc:
+            raise ClientError(f"cannot read certificates from {self.ca_file}: {exc}") from None
 
     @property
     def hard_limit_s(self) -> float:
@@ -190,6 +208,7 @@ async def join_storm(
     rng = random.Random(plan.seed)
     records: list[ListenerRecord] = []
     urls = (plan.server, *plan.allow)
+    tls = plan.tls()
     watcher = asyncio.create_task(_watch_lag(tally, clock))
     try:
         async with asyncio.timeout(plan.hard_limit_s), asyncio.TaskGroup() as crowd:
@@ -205,6 +224,7 @@ async def join_storm(
                     timeout=plan.timeout_s,
                     local_address=source_address(network, index),
                     traffic=traffic,
+                    ssl_context=tls,
                 )
                 listener = SimulatedListener(
                     plan, record, tally, cache, http, rng, clock, wall_clock, sleep

@@ -78,8 +78,9 @@ def test_chunked_body_with_extensions_and_trailers() -> None:
     ],
 )
 def test_an_answer_read_whole_is_the_answer_read_in_pieces(raw: bytes) -> None:
-    """A whole answer in one read takes a shorter way through the parser: what comes out
-    must not depend on it (the byte-by-byte reading takes the general way)."""
+    """A whole answer in one read takes a shorter way through the parser, and a head whole
+    in the first read with the body still to come another: what comes out must not depend
+    on it (the byte-by-byte reading takes the general way)."""
 
     def seen(response: Response) -> tuple[Any, ...]:
         fields = dict(response.headers)
@@ -92,6 +93,12 @@ def test_an_answer_read_whole_is_the_answer_read_in_pieces(raw: bytes) -> None:
     assert seen(whole) == seen(piecewise)
     assert whole_parser.head_bytes == pieces.head_bytes
     assert whole_parser.received == pieces.received == len(raw)
+    split_parser = ResponseParser()
+    assert split_parser.feed(raw[:-1]) is None
+    split = split_parser.feed(raw[-1:])
+    assert split is not None
+    assert seen(split) == seen(whole)
+    assert split_parser.head_bytes == whole_parser.head_bytes
 
 
 def test_no_body_for_head_204_304_and_interim_answers_skipped() -> None:

@@ -110,8 +110,8 @@ class Origin:
 class Response:
     """One answer. Header names are lower case; repeated headers are joined with ``, ``
     (RFC 9110 5.3), except ``set-cookie``, which this client has no use for. (Not frozen:
-    a crowd's client makes thousands a second, and a frozen one costs three times as
-    much to make.)"""
+    a crowd's client makes thousands a second, and a frozen one costs nearly four times
+    as much to make.)"""
 
     status: int
     reason: str
@@ -287,9 +287,21 @@ class ResponseParser:
     def feed(self, data: bytes) -> Response | None:
         self.received += len(data)
         if self._state == _HEAD and not self._buffer:
-            whole = self._whole(data)
-            if whole is not None:
-                return whole
+            # The usual case: a response begins this read. Its head is read from the bytes
+            # once; a whole answer is taken as it is, and otherwise only the rest of the
+            # bytes go on to the general reading of the body.
+            end = data.find(b"\r\n\r\n")
+            plain = _plain_head(data[: end + 2]) if 0 <= end <= self.max_head else None
+            if plain is not None:
+                whole = self._whole(data, end + 4, plain)
+                if whole is not None:
+                    return whole
+                self.head_bytes = end + 4
+                self._enter(plain)
+                self._buffer += data[end + 4 :]
+                if self._state == _DONE:
+                    return self._finish(self._keep_alive)
+                return self._advance()
         self._buffer += data
         return self._advance()
 
@@ -407,34 +419,27 @@ class ResponseParser:
         plain = _plain_head(bytes(self._buffer[: end + 2]))
         if plain is None:
             return False
-        status, reason, block, length, keep_alive = plain
-        if length == _CHUNKED:
-            return False
         del self._buffer[: end + 4]
+        self._enter(plain)
+        return True
+
+    def _enter(self, plain: tuple[int, str, bytes, int | None, bool]) -> None:
+        """Take the head :func:`_plain_head` read: the answer's values, and how its body
+        is framed."""
+        status, reason, block, length, keep_alive = plain
         self._status, self._reason, self._headers = status, reason, _Fields(block)
         self._keep_alive = keep_alive
         if self._method == "HEAD" or status in _NO_BODY_STATUS:
             self._state = _DONE
-        elif length is None:
-            self._state, self._keep_alive = _UNTIL_CLOSE, False
         else:
-            self._remaining = length
-            if length > self.max_body:
-                raise ProtocolError(f"the response body is larger than {self.max_body} bytes")
-            self._state = _LENGTH
-        return True
+            self._frame_length(length)
 
-    def _whole(self, data: bytes) -> Response | None:
-        """``data`` when it is exactly one whole response with a plain head (the usual
-        case: a small answer in one read), or ``None``, consuming nothing."""
-        end = data.find(b"\r\n\r\n")
-        if end < 0 or end > self.max_head:
-            return None
-        plain = _plain_head(data[: end + 2])
-        if plain is None:
-            return None
+    def _whole(
+        self, data: bytes, start: int, plain: tuple[int, str, bytes, int | None, bool]
+    ) -> Response | None:
+        """``data`` when it is exactly one whole response, its plain head (read by
+        :func:`_plain_head`) ending at ``start``; ``None`` otherwise, consuming nothing."""
         status, reason, block, length, keep_alive = plain
-        start = end + 4
         if self._method == "HEAD" or status in _NO_BODY_STATUS:
             if len(data) != start:
                 return None
@@ -459,24 +464,31 @@ class ResponseParser:
             return
         coding = headers.get("transfer-encoding")
         if coding is not None:
-            if coding.rsplit(",", 1)[-1].strip().lower() != "chunked":
-                # "the final encoding is not chunked": the length is the connection's.
-                self._state, self._keep_alive = _UNTIL_CLOSE, False
-            else:
-                self._state = _CHUNK_SIZE
+            # "the final encoding is not chunked": the length is the connection's.
+            chunked = coding.rsplit(",", 1)[-1].strip().lower() == "chunked"
+            self._frame_length(_CHUNKED if chunked else None)
             return
         length = headers.get("content-length")
         if length is None:
-            self._state, self._keep_alive = _UNTIL_CLOSE, False
+            self._frame_length(None)
             return
         values = {v.strip() for v in length.split(",")}
         value = values.pop()
         if values or not value.isdigit():
             raise ProtocolError(f"bad Content-Length {length[:40]!r}")
-        self._remaining = int(value)
-        if self._remaining > self.max_body:
+        self._frame_length(int(value))
+
+    def _frame_length(self, length: int | None) -> None:
+        """The body is ``length`` bytes, chunked (:data:`_CHUNKED`), or delimited by the
+        connection's close (``None``)."""
+        if length is None:
+            self._state, self._keep_alive = _UNTIL_CLOSE, False
+        elif length == _CHUNKED:
+            self._state = _CHUNK_SIZE
+        elif length > self.max_body:
             raise ProtocolError(f"the response body is larger than {self.max_body} bytes")
-        self._state = _LENGTH
+        else:
+            self._remaining, self._state = length, _LENGTH
 
     def _chunk_size(self) -> bool:
         end = self._buffer.find(b"\r\n")
@@ -504,6 +516,11 @@ class ResponseParser:
             self._buffer.clear()
         self._state = _DONE
         return Response(self._status, self._reason, self._headers, bytes(self._body), keep_alive)
+
+
+def requestable(url: str) -> bool:
+    """Whether ``url`` can go in a request line as it is: ASCII, printable, no space."""
+    return url.isascii() and url.isprintable() and " " not in url
 
 
 def check_target(target: str) -> None:
@@ -547,4 +564,5 @@ __all__ = [
     "TransportError",
     "check_target",
     "render_request",
+    "requestable",
 ]

@@ -35,12 +35,7 @@ from podium.errors import ClientError
 
 Clock = Callable[[], float]
 
-CROWD_RETRIES = FOLLOW_RETRIES
-"""Retries after a failure: about a minute of them, enough to ride out an edge restart."""
 _LAG_TICK_S = 0.05
-
-ListenerStats = FollowStats
-"""What one simulated listener did (see :class:`~podium.clients.follow.FollowStats`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +70,7 @@ async def run_crowd(
     gzip: bool = False,
     delta: bool = True,
     parts: bool = True,
-    policy: RetryPolicy = CROWD_RETRIES,
+    policy: RetryPolicy = FOLLOW_RETRIES,
     seed: int = 0,
     clock: Clock = time.monotonic,
 ) -> CrowdReport:
@@ -155,4 +150,4 @@ async def run_crowd(
     return CrowdReport(stats, started, clock(), lag[0])
 
 
-__all__ = ["CROWD_RETRIES", "CrowdReport", "ListenerStats", "run_crowd"]
+__all__ = ["CrowdReport", "run_crowd"]

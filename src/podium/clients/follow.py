@@ -35,7 +35,7 @@ from fractions import Fraction
 from typing import cast
 
 from podium.clients.hls import Playlist
-from podium.clients.httpwire import Origin, ProtocolError, Response, ResponseParser
+from podium.clients.httpwire import Origin, ProtocolError, Response, ResponseParser, requestable
 from podium.clients.listen import (
     Behind,
     Cursor,
@@ -140,11 +140,6 @@ class FollowOptions:
     ssl_context: ssl.SSLContext | None = None
 
 
-def _requestable(url: str) -> bool:
-    """Whether ``url`` can go in a request line as it is: ASCII, no space or control."""
-    return url.isascii() and url.isprintable() and " " not in url
-
-
 @functools.cache
 def _default_tls() -> ssl.SSLContext:
     """One context for the whole crowd: loading the trusted roots takes milliseconds."""
@@ -200,6 +195,8 @@ class Follower:
         patience: a follower still without media at ``until`` goes on for up to this
             much longer, and stops as soon as its first media comes.
         done: called once, with the stats, when the follower stops.
+
+    Its :attr:`origin` (scheme, host, port) is the only one it ever contacts.
     """
 
     def __init__(
@@ -216,11 +213,11 @@ class Follower:
         wall_clock: Clock = time.time,
     ) -> None:
         origin = Origin.of(url)
-        if not _requestable(url):
+        if not requestable(url):
             raise ValueError(f"{url[:80]!r} holds a space, a control or a non-ASCII character")
         self.stats = FollowStats(str(origin))
         self.wire: _Wire | None = None
-        self._origin = origin
+        self.origin = origin
         self._prefix = f"{origin}/"
         self._url = url
         self._path = url[len(self._prefix) - 1 :].split("#", 1)[0]
@@ -269,7 +266,7 @@ class Follower:
         now = self._clock()
         self.stats.started_at = now
         self._end = self._loop.call_at(self._loop_time(self._until), self._guarded, self._time_up)
-        self._send(_PLAYLIST, self._path)
+        self._reload("")
 
     def stop(self, failure: tuple[str, str] | None = None, *, ended: bool = False) -> None:
         """Stop now (idempotent); ``done`` is called."""
@@ -353,15 +350,15 @@ class Follower:
         self._served = 0
         address = self._options.local_address
         tls = None
-        if self._origin.scheme == "https":
+        if self.origin.scheme == "https":
             tls = self._options.ssl_context or _default_tls()
         opening = self._loop.create_connection(
             lambda: wire,
-            self._origin.host,
-            self._origin.port,
+            self.origin.host,
+            self.origin.port,
             local_addr=(address, 0) if address else None,
             ssl=tls,
-            server_hostname=self._origin.host if tls else None,
+            server_hostname=self.origin.host if tls else None,
         )
         task = self._loop.create_task(opening)
         task.add_done_callback(lambda task: self._guarded(self._connected, wire, task))
@@ -378,7 +375,7 @@ class Follower:
         error = task.exception()
         if error is not None:
             self.wire = None
-            self._failed("connection", f"{self._origin}: cannot connect: {error}")
+            self._failed("connection", f"{self.origin}: cannot connect: {error}")
             return
         self.stats.connections += 1
         if self._kind is not None and not self._stopped:
@@ -403,7 +400,7 @@ class Follower:
             return
         self._drop_wire()
         limit = self._options.timeout_s
-        self._failed("connection", f"{self._origin}: no whole answer in {limit:g} s")
+        self._failed("connection", f"{self.origin}: no whole answer in {limit:g} s")
 
     def received(self, data: bytes) -> None:
         """Bytes from the current connection."""
@@ -415,7 +412,7 @@ class Follower:
             response = self._parser.feed(data)
         except ProtocolError as exc:
             self._drop_wire()
-            self._failed("connection", f"{self._origin}: {exc}")
+            self._failed("connection", f"{self.origin}: {exc}")
             return
         if response is not None:
             self._answer(response)
@@ -429,7 +426,7 @@ class Follower:
         try:
             response = self._parser.feed_eof()
         except ProtocolError as error:
-            self._failed("connection", f"{self._origin}: {error}")
+            self._failed("connection", f"{self.origin}: {error}")
             return
         if response is not None:
             self._answer(response)
@@ -440,7 +437,7 @@ class Follower:
             self._transmit()
         else:
             reason = f" ({exc})" if exc else ""
-            self._failed("connection", f"{self._origin} closed the connection{reason}")
+            self._failed("connection", f"{self.origin} closed the connection{reason}")
 
     def _answer(self, response: Response) -> None:
         self._served += 1
@@ -641,7 +638,7 @@ class Follower:
             self._give_up(_MEDIA, str(exc))
             return None
         if not url.startswith(self._prefix):
-            self._give_up(_MEDIA, f"{uri} is not on {self._origin}, the playlist's origin")
+            self._give_up(_MEDIA, f"{uri} is not on {self.origin}, the playlist's origin")
             return None
         return url[len(self._prefix) - 1 :]
 

@@ -1,10 +1,13 @@
-"""A lean HTTP/1.1 client, so that one core can play about a thousand listeners.
+"""A lean HTTP/1.1 client for a crowd's requests other than following the stream.
 
-httpx is the right client for one listener; for a crowd its per-request cost (URL, header
-and request objects, hooks, a general state machine) would be what gets measured, not the
-server. This client does only what a player does: ``GET`` and ``POST`` to the origins it
-was given, persistent connections (RFC 9112 9.3), and a pool of connections per origin
-with a cap. No redirects, no cookies, no compression, no pipelining.
+A simulated listener's joins, room-state reads and beacons, the flood's requests and the
+benchmarks' clients go through it; following the playlist is the hot path, and has its
+own state machine (:mod:`podium.clients.follow`). httpx is the right client for one
+listener; for a crowd its per-request cost (URL, header and request objects, hooks, a
+general state machine) would be what gets measured, not the server. This client does
+only what a player does: ``GET`` and ``POST`` to the origins it was given, persistent
+connections (RFC 9112 9.3), and a pool of connections per origin with a cap. No
+redirects, no cookies, no compression, no pipelining.
 
 :class:`HttpClient` is an asyncio shell, one :class:`asyncio.Protocol` per connection,
 around the sans-IO messages of :mod:`podium.clients.httpwire` (whose names, errors
@@ -313,12 +316,16 @@ class HttpClient:
         self.ssl_context = ssl_context
         self._pools: dict[Origin, _Pool] = {}
 
+    def check_origin(self, origin: Origin) -> None:
+        """Raises :class:`OffTarget` unless ``origin`` is one this client may contact."""
+        if origin not in self.origins:
+            allowed = ", ".join(sorted(str(o) for o in self.origins))
+            raise OffTarget(f"refusing to contact {origin}: only {allowed} may be")
+
     def _pool(self, origin: Origin) -> _Pool:
         pool = self._pools.get(origin)
         if pool is None:
-            if origin not in self.origins:
-                allowed = ", ".join(sorted(str(o) for o in self.origins))
-                raise OffTarget(f"refusing to contact {origin}: only {allowed} may be")
+            self.check_origin(origin)
             context = None
             if origin.scheme == "https":
                 context = self.ssl_context or ssl.create_default_context()

@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING, Any
 
 from podium.clients.follow import Follower, FollowOptions, FollowStats
 from podium.clients.http1 import HttpClient, Response, TransportError
-from podium.clients.httpwire import OffTarget, Origin
 from podium.clients.joining import (
     Admitted,
     Challenge,
@@ -268,13 +267,6 @@ class SimulatedListener:
         beacons go out meanwhile, due every ``beacon_every_s`` from the admission."""
         record, plan = self.record, self.plan
         assert record.admitted_at is not None
-        try:
-            origin = Origin.of(admitted.playlist_url)
-        except ValueError as exc:
-            raise ClientError(f"the join answered a playlist URL that is not one: {exc}") from None
-        if origin not in self.http.origins:
-            allowed = ", ".join(sorted(str(o) for o in self.http.origins))
-            raise OffTarget(f"refusing to contact {origin}: only {allowed} may be")
         finished: asyncio.Future[FollowStats] = asyncio.get_running_loop().create_future()
 
         def done(stats: FollowStats) -> None:
@@ -304,6 +296,7 @@ class SimulatedListener:
             )
         except ValueError as exc:
             raise ClientError(f"the join answered a playlist URL that is not one: {exc}") from None
+        self.http.check_origin(follower.origin)  # before any socket is opened
         follower.start()
         every = admitted.beacon_every_s
         next_beacon = record.admitted_at + every

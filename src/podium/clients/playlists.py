@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import urljoin
 
 from podium.clients.hls import PartRef, Playlist, merge_delta, parse_playlist
+from podium.clients.httpwire import requestable
 from podium.clients.listen import Cursor, FetchPart, Step, advance, next_step
 
 _GZIP_MAGIC = b"\x1f\x8b"
@@ -45,7 +46,7 @@ class PlaylistCache:
         url = self._urls.get(key)
         if url is None:
             url = urljoin(base, uri)
-            if not (url.isascii() and url.isprintable()) or " " in url:
+            if not requestable(url):
                 raise ValueError(f"the playlist lists {uri[:80]!r}, which cannot be requested")
             self._remember(self._urls, key, url)
         return url

@@ -76,6 +76,23 @@ def test_bad_tokens_are_refused_cleanly(server: Server) -> None:
             assert_problem(space, 401)
 
 
+def test_a_password_signs_in_whatever_token_comes_with_it(server: Server) -> None:
+    """A stale or foreign bearer token sent along with handle and password does not turn
+    the sign-in into a refusal: the password decides, and says who is signing in."""
+    user = make_account(server)
+    foreign = {"Authorization": "Bearer pdm_aaaaaaaaaaaa." + "A" * 43}
+    with httpx.Client(base_url=server.url, headers=foreign) as client:
+        issued = client.post(
+            "/api/v1/tokens", json={"handle": user.handle, "password": user.password}
+        )
+        assert issued.status_code == 201, issued.text
+        wrong = client.post("/api/v1/tokens", json={"handle": user.handle, "password": "n" * 12})
+        assert_problem(wrong, 401)
+        assert_problem(client.post("/api/v1/tokens", json={"name": "x"}), 401)
+    with server.client(issued.json()["token"]) as mine:
+        assert mine.get("/api/v1/me").json()["handle"] == user.handle
+
+
 def test_tokens_can_be_listed_and_revoked(server: Server) -> None:
     user = make_account(server)
     with server.client(user.token) as client:

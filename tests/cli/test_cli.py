@@ -173,6 +173,79 @@ def test_defaults_find_a_local_server_and_its_owner_token(tmp_path: Path) -> Non
         running.stop()
 
 
+def test_a_default_token_from_another_server_never_decides(server: Server, tmp_path: Path) -> None:
+    """Where the README's first command ran, ``podium-data/owner.token`` holds another
+    server's token: a password sign-in is never replaced by it, a request that needs no
+    token is not refused because of it, and one that needs a token says where it came from.
+    """
+    (tmp_path / "podium-data").mkdir()
+    (tmp_path / "podium-data" / "owner.token").write_text("pdm_aaaaaaaaaaaa." + "b" * 43)
+    handle = make_account(server, "signin").handle
+    with server.client(server.owner_token) as admin:
+        admin.post("/api/v1/users", json={"handle": handle + "x", "password": "another password"})
+    common = ["--server", server.url]
+    mine = tmp_path / "mine.token"
+    issued = podium(
+        "token",
+        "create",
+        "--handle",
+        handle + "x",
+        "--password-stdin",
+        "--out",
+        str(mine),
+        *common,
+        stdin="another password\n",
+        cwd=tmp_path,
+    )
+    assert issued.returncode == 0, issued.stderr
+    me = podium("user", "me", *common, "--token-file", str(mine), "--json", cwd=tmp_path)
+    assert me.returncode == 0, me.stderr
+    assert json.loads(me.stdout)["handle"] == handle + "x"
+
+    listed = podium("space", "list", *common, "--json", cwd=tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    assert isinstance(json.loads(listed.stdout), list)
+
+    refused = podium("space", "create", *common, "--title", "x", cwd=tmp_path)
+    assert refused.returncode == 1
+    assert "invalid API token" in refused.stderr
+    assert "default token file podium-data/owner.token" in refused.stderr
+    assert "--token-file" in refused.stderr
+    assert "Traceback" not in refused.stderr
+
+    # A token the user named is theirs: its refusal is the answer, with no retry.
+    named = podium(
+        "user",
+        "me",
+        *common,
+        "--token-file",
+        str(tmp_path / "podium-data" / "owner.token"),
+        cwd=tmp_path,
+    )
+    assert named.returncode == 1
+    assert "invalid API token" in named.stderr
+    assert "default token file" not in named.stderr
+    flag_beats_env = podium(
+        "user",
+        "me",
+        *common,
+        "--token-file",
+        str(mine),
+        env={"PODIUM_TOKEN": "pdm_aaaaaaaaaaaa." + "b" * 43},
+        cwd=tmp_path,
+    )
+    assert flag_beats_env.returncode == 0, flag_beats_env.stderr
+
+
+def test_without_any_token_the_cli_says_how_to_give_one(server: Server, tmp_path: Path) -> None:
+    missing = podium("space", "create", "--server", server.url, "--title", "x", cwd=tmp_path)
+    assert missing.returncode == 1
+    assert "no API token" in missing.stderr
+    assert "--token-file" in missing.stderr
+    anonymous = podium("space", "list", "--server", server.url, cwd=tmp_path)
+    assert anonymous.returncode == 0, anonymous.stderr
+
+
 def test_python_dash_m_and_version() -> None:
     version = subprocess.run(
         [sys.executable, "-m", "podium", "--version"], capture_output=True, text=True, check=True

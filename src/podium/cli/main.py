@@ -20,13 +20,18 @@ from typing import Any
 
 from podium import __version__
 from podium.cli import load as load_cli
-from podium.clients.api import ApiClient
+from podium.clients.api import ApiClient, Credential
 from podium.errors import ClientError, InvalidInput, PodiumError
 
 DEFAULT_SERVER = "http://127.0.0.1:8080"
 DEFAULT_TOKEN_FILE = Path("podium-data") / "owner.token"
 
 Handler = Callable[[argparse.Namespace], int]
+
+_TOKEN_FILE_HELP = (
+    "file holding your API token (env PODIUM_TOKEN_FILE, or the token itself in"
+    f" PODIUM_TOKEN; default {DEFAULT_TOKEN_FILE} when it exists)"
+)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -119,11 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     speak = commands.add_parser("speak", help="publish a WAV file or a tone over WHIP")
     speak.add_argument("whip_url", metavar="WHIP_URL")
     speak.add_argument("--token", help="API token (or --token-file, or env PODIUM_TOKEN)")
-    speak.add_argument(
-        "--token-file",
-        type=Path,
-        default=Path(os.environ.get("PODIUM_TOKEN_FILE", DEFAULT_TOKEN_FILE)),
-    )
+    speak.add_argument("--token-file", type=Path, help=_TOKEN_FILE_HELP)
     source = speak.add_mutually_exclusive_group(required=True)
     source.add_argument("--file", type=Path, help="audio file (WAV or anything FFmpeg reads)")
     source.add_argument("--tone", type=float, metavar="HZ", help="a sine tone instead")
@@ -264,13 +265,7 @@ def _client_options(parser: argparse.ArgumentParser) -> None:
         default=os.environ.get("PODIUM_SERVER", DEFAULT_SERVER),
         help=f"Podium server URL (env PODIUM_SERVER; default {DEFAULT_SERVER})",
     )
-    parser.add_argument(
-        "--token-file",
-        type=Path,
-        default=Path(os.environ.get("PODIUM_TOKEN_FILE", DEFAULT_TOKEN_FILE)),
-        help="file holding your API token (env PODIUM_TOKEN_FILE, or the token itself in"
-        f" PODIUM_TOKEN; default {DEFAULT_TOKEN_FILE})",
-    )
+    parser.add_argument("--token-file", type=Path, help=_TOKEN_FILE_HELP)
     parser.add_argument("--json", action="store_true", help="print JSON")
 
 
@@ -284,22 +279,45 @@ def _utc_time(text: str) -> str:
     return moment.isoformat()
 
 
-def _token(args: argparse.Namespace, required: bool = True) -> str | None:
-    if env := os.environ.get("PODIUM_TOKEN"):
-        return env.strip()
-    path: Path = args.token_file
+def _credential(args: argparse.Namespace) -> Credential | None:
+    """The API token to send, and where it came from: ``--token-file``, then
+    ``PODIUM_TOKEN``, then ``PODIUM_TOKEN_FILE``, then the default token file if there is
+    one. A file named by the user that cannot be read is an error; a missing default file
+    just means no token."""
+    path: Path | None = args.token_file
+    if path is not None:
+        return Credential(_read_token(path), f"--token-file {path}")
+    if env := os.environ.get("PODIUM_TOKEN", "").strip():
+        return Credential(env, "PODIUM_TOKEN")
+    if named := os.environ.get("PODIUM_TOKEN_FILE"):
+        return Credential(_read_token(Path(named)), f"PODIUM_TOKEN_FILE ({named})")
+    try:
+        token = DEFAULT_TOKEN_FILE.read_text().strip()
+    except OSError:
+        return None
+    return Credential(token, str(DEFAULT_TOKEN_FILE), default=True) if token else None
+
+
+def _read_token(path: Path) -> str:
     try:
         return path.read_text().strip()
     except OSError as exc:
-        if not required:
-            return None
         raise ClientError(
             f"cannot read the token file {path} ({exc.strerror}); pass --token-file"
         ) from exc
 
 
-def _client(args: argparse.Namespace, token_required: bool = True) -> ApiClient:
-    return ApiClient(args.server, _token(args, token_required))
+def _client(args: argparse.Namespace, auth: str = "required") -> ApiClient:
+    """A client for ``--server``. ``auth``: ``required`` (say so if there is none) or
+    ``none``: never sent, for reads anyone may make and for signing in with a password,
+    so that a token nobody asked for cannot turn them into a refusal."""
+    credential = None if auth == "none" else _credential(args)
+    if credential is None and auth == "required":
+        raise ClientError(
+            f"no API token: pass --token-file FILE, or set PODIUM_TOKEN_FILE or PODIUM_TOKEN"
+            f" (the default, {DEFAULT_TOKEN_FILE}, is not here)"
+        )
+    return ApiClient(args.server, credential)
 
 
 def _emit(args: argparse.Namespace, document: Any, text: str) -> int:
@@ -393,7 +411,7 @@ def _token_create(args: argparse.Namespace) -> int:
     if args.handle:
         body["handle"] = args.handle
         body["password"] = _password(args, confirm=False)
-    with _client(args, token_required=not args.handle) as api:
+    with _client(args, "none" if args.handle else "required") as api:
         issued = api.call("POST", "/tokens", body)
     if args.out:
         fd = os.open(args.out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -424,13 +442,24 @@ def _token_revoke(args: argparse.Namespace) -> int:
 def _speak(args: argparse.Namespace) -> int:
     from podium.clients.speak import AudioSource, ToneSource, WavSource, speak
 
-    token = args.token or _token(args)
+    credential = None if args.token else _credential(args)
+    token = args.token or (credential.token if credential else "")
     source: AudioSource = (
         ToneSource(args.tone) if args.tone is not None else WavSource(args.file, loop=args.loop)
     )
     if args.seconds is None and args.tone is not None:
         print("speaking until Ctrl-C", file=sys.stderr)
-    report = asyncio.run(speak(args.whip_url, token or "", source, seconds=args.seconds))
+    try:
+        report = asyncio.run(speak(args.whip_url, token, source, seconds=args.seconds))
+    except ClientError as exc:
+        if exc.status == 401 and credential is not None and credential.default:
+            raise ClientError(
+                f"{exc.detail}; that token came from the default token file"
+                f" {credential.source}: choose another with --token, --token-file FILE,"
+                " PODIUM_TOKEN_FILE or PODIUM_TOKEN",
+                401,
+            ) from exc
+        raise
     document = dataclasses.asdict(report)
     return _emit(
         args,
@@ -543,7 +572,7 @@ def _capacity(args: argparse.Namespace) -> int:
 
 def _room_read(args: argparse.Namespace) -> int:
     base = f"/spaces/{args.space_id}"
-    with _client(args, token_required=args.action != "state") as api:
+    with _client(args, "none" if args.action == "state" else "required") as api:
         if args.action == "invite":
             document = api.call("POST", f"{base}/invites")
             return _emit(args, document, f"{document['url']}  (until {document['expires_at']})")
@@ -620,13 +649,13 @@ def _space_create(args: argparse.Namespace) -> int:
 
 def _space_list(args: argparse.Namespace) -> int:
     params = {"status": args.status} if args.status else None
-    with _client(args, token_required=False) as api:
+    with _client(args, "none") as api:
         spaces = api.call("GET", "/spaces", params=params)["spaces"]
     return _emit(args, spaces, "\n".join(_space_line(s) for s in spaces) or "no spaces")
 
 
 def _space_action(args: argparse.Namespace) -> int:
-    with _client(args, token_required=args.action != "get") as api:
+    with _client(args, "none" if args.action == "get" else "required") as api:
         if args.action == "get":
             space = api.call("GET", f"/spaces/{args.space_id}")
         else:

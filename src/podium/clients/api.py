@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -10,15 +11,36 @@ from podium import __version__
 from podium.errors import ClientError
 
 
+@dataclass(frozen=True, slots=True)
+class Credential:
+    """An API token and where it came from (``source``, as a user would name it).
+    ``default`` is true for a token nobody asked for: the default token file, found
+    where the command runs, which may well belong to another server."""
+
+    token: str
+    source: str
+    default: bool = False
+
+
 class ApiClient:
     """Calls ``/api/v1`` on ``server``; every failure becomes a :class:`ClientError` with
-    the server's own explanation (its problem ``detail``) when there is one."""
+    the server's own explanation (its problem ``detail``) when there is one.
 
-    def __init__(self, server: str, token: str | None = None, timeout: float = 15.0) -> None:
+    A token from a default that the server refuses (401) is named in the error, with how
+    to choose another: it may well belong to another server.
+    """
+
+    def __init__(
+        self,
+        server: str,
+        credential: Credential | None = None,
+        timeout: float = 15.0,
+    ) -> None:
         self.server = server.rstrip("/")
+        self._credential = credential
         headers = {"User-Agent": f"podium-cli/{__version__}", "Accept": "application/json"}
-        if token:
-            headers["Authorization"] = f"Bearer {token}"
+        if credential is not None:
+            headers["Authorization"] = f"Bearer {credential.token}"
         self._http = httpx.Client(base_url=self.server, headers=headers, timeout=timeout)
 
     def __enter__(self) -> ApiClient:
@@ -34,10 +56,15 @@ class ApiClient:
         body: dict[str, Any] | None = None,
         params: dict[str, Any] | None = None,
     ) -> Any:
-        try:
-            response = self._http.request(method, "/api/v1" + path, json=body, params=params)
-        except httpx.TransportError as exc:
-            raise ClientError(f"cannot reach Podium at {self.server}: {exc}") from exc
+        response = self._request(method, path, body, params)
+        credential = self._credential
+        if response.status_code == 401 and credential is not None and credential.default:
+            raise ClientError(
+                f"{_explain(response)}; that token came from the default token file"
+                f" {credential.source}, which may belong to another server: choose another"
+                " with --token-file FILE, PODIUM_TOKEN_FILE or PODIUM_TOKEN",
+                401,
+            )
         if response.status_code == 204:
             return None
         if response.is_success:
@@ -50,6 +77,18 @@ class ApiClient:
                     response.status_code,
                 ) from exc
         raise ClientError(_explain(response), response.status_code)
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None,
+        params: dict[str, Any] | None,
+    ) -> httpx.Response:
+        try:
+            return self._http.request(method, "/api/v1" + path, json=body, params=params)
+        except httpx.TransportError as exc:
+            raise ClientError(f"cannot reach Podium at {self.server}: {exc}") from exc
 
 
 def _explain(response: httpx.Response) -> str:

@@ -13,7 +13,14 @@ from podium.control.accounts import Session, TokenInfo, User, hash_password
 from podium.control.lifecycle import Action, Space, SpaceStatus, apply
 from podium.control.ratelimit import TokenBuckets
 from podium.errors import Forbidden, InvalidInput, NotFound, RateLimited, Unauthenticated
-from podium.web.auth import CSRF_COOKIE, SESSION_COOKIE, CurrentUser, OptionalUser
+from podium.web.auth import (
+    CSRF_COOKIE,
+    SESSION_COOKIE,
+    Bearer,
+    CurrentUser,
+    OptionalUser,
+    current_user,
+)
 from podium.web.context import Context, client_address, get_context
 from podium.web.room import audience_document
 from podium.web.roomstate import person_of_user
@@ -142,18 +149,19 @@ async def who_am_i(user: CurrentUser) -> UserOut:
 
 @router.post("/tokens", status_code=201, tags=["accounts"], responses={401: PROBLEM, 429: PROBLEM})
 async def issue_token(
-    body: NewToken, request: Request, context: Ctx, caller: OptionalUser
+    body: NewToken, request: Request, context: Ctx, bearer: Bearer
 ) -> IssuedToken:
     """Issue an API token for scripts and bots.
 
-    Either authenticated (a token or a session) or with ``handle`` and ``password``. The
-    token is in the answer once; store it, it cannot be shown again.
+    Either authenticated (a token or a session) or with ``handle`` and ``password``; a
+    password signs in as that account whatever other credentials the request carries.
+    The token is in the answer once; store it, it cannot be shown again.
     """
     if body.handle is not None or body.password is not None:
         if body.handle is None or body.password is None:
             raise InvalidInput("send both handle and password, or neither")
         user = await _sign_in(context, request, body.handle, body.password)
-    elif caller is not None:
+    elif (caller := await current_user(request, context, bearer)) is not None:
         user = caller
     else:
         raise Unauthenticated("sign in, send an API token, or send handle and password")

@@ -56,4 +56,6 @@ async def require_user(user: Annotated[User | None, Depends(current_user)]) -> U
 
 
 OptionalUser = Annotated[User | None, Depends(current_user)]
+# The bearer credentials as sent, for a route that decides itself whether to check them.
+Bearer = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 CurrentUser = Annotated[User, Depends(require_user)]

@@ -103,10 +103,17 @@ class RateLimited(PodiumError):
     kind = "rate-limited"
     title = "Too many requests"
 
-    def __init__(self, detail: str, retry_after: float, reason: str = "rate_limited") -> None:
+    def __init__(
+        self,
+        detail: str,
+        retry_after: float,
+        reason: str = "rate_limited",
+        scope: str | None = None,
+    ) -> None:
         super().__init__(detail)
         self.retry_after = retry_after
-        self.extra = {"reason": reason}
+        # ``scope`` says whose budget ran out, e.g. ``address``: the client address's.
+        self.extra = {"reason": reason} if scope is None else {"reason": reason, "scope": scope}
 
 
 class Overloaded(PodiumError):

@@ -74,6 +74,8 @@ def test_challenges_and_refusals() -> None:
     assert challenge == Challenge("abc", 12)
     refused = answer(429, {"reason": "rate_limited", "retry_after_s": 2.5})
     assert refused == Refused(429, "rate_limited", 2.5)
+    scoped = answer(429, {"reason": "rate_limited", "scope": "address", "retry_after_s": 1})
+    assert scoped == Refused(429, "rate_limited", 1.0, "address")
     # The header wins over the body: Retry-After is what a client must honour.
     full = answer(503, {"reason": "queue_full", "retry_after_s": 2.5}, {"retry-after": "7"})
     assert full == Refused(503, "queue_full", 7.0)

@@ -25,7 +25,9 @@ import pytest
 from harness import Server, start_server
 from podium.clients.flood import FloodPlan, flood, render_flood
 from podium.clients.joining import QUEUE_REASONS
+from podium.clients.listen import RetryPolicy
 from podium.clients.load import StormPlan, join_storm
+from podium.clients.loadreport import render_storm
 
 DEMO_LINE = re.compile(r"Demo space \(live\): \S+/s/(\w+)")
 # The health guard measures this machine, which other tests and the load generator
@@ -53,6 +55,8 @@ STORM_KEYS = {
     "pending",
     "outcomes",
     "refused_with_reason",
+    "refused_with_scope",
+    "notes",
     "gave_up_with_reason",
     "unexplained_errors",
     "unexplained_by_kind",
@@ -196,6 +200,45 @@ def test_cli_prints_json_and_fails_on_unexplained_errors(demo: tuple[Server, str
     refused = run_cli("join-storm", *common, "--space", space, "--listeners", "100001")
     assert refused.returncode == 1
     assert "listeners must be between 1 and 100000" in refused.stderr
+
+
+def test_the_report_says_when_one_source_address_met_the_per_address_limit(
+    tmp_path: Path,
+) -> None:
+    """Rehearsing on one machine without --source-network, the whole crowd is one client
+    address: the per-address join limit refuses most of it, and the report says so in
+    words, with the way out. Spread over a network, the same crowd meets no such limit."""
+    server, space = start_demo(
+        tmp_path / "data", env={"PODIUM_JOIN_BURST": "5", "PODIUM_JOIN_PER_SECOND": "0.5"}
+    )
+    try:
+        common: dict[str, Any] = {
+            "listeners": 30,
+            "over_s": 1.0,
+            "duration_s": 1.0,
+            "retry": RetryPolicy(attempts=1),
+        }
+        alone = asyncio.run(join_storm(StormPlan(server.url, space, **common)))
+        spread = asyncio.run(
+            join_storm(StormPlan(server.url, space, source_network="127.6.0.0/16", **common))
+        )
+    finally:
+        server.stop()
+
+    assert_clean(alone)
+    assert alone["refused_with_scope"]["address"] >= 20, alone["refused_with_reason"]
+    assert alone["gave_up_with_reason"]["rate_limited"] >= 20
+    text = render_storm(alone)
+    assert "per-address join limit" in text
+    assert "all 30 listeners of this run came from one source address" in text
+    assert "--source-network" in text
+    assert "not a failing server" in text
+
+    assert_clean(spread)
+    assert spread["admitted"] == 30, spread["outcomes"]
+    assert spread["refused_with_scope"] == {}
+    assert spread["notes"] == []
+    assert "per-address" not in render_storm(spread)
 
 
 def test_storm_beyond_capacity_gets_an_honest_fair_queue(tmp_path: Path) -> None:

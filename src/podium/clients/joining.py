@@ -86,6 +86,8 @@ class Refused:
     status: int
     reason: str
     retry_after_s: float | None
+    scope: str | None = None
+    """Whose budget ran out, where the server says (``address``: the client address's)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,7 +229,8 @@ def _refused(
         retry = _number(document, "retry_after_s", optional=True)
     if retry is None:
         raise ValueError("a refusal must say when to retry (Retry-After or retry_after_s)")
-    return Refused(status, reason, retry)
+    scope = document.get("scope")
+    return Refused(status, reason, retry, scope if isinstance(scope, str) else None)
 
 
 # -- proof of work -----------------------------------------------------------------------

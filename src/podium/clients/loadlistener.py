@@ -145,7 +145,7 @@ class SimulatedListener:
                     return None
                 solution = (answer.token, await self._solve(answer))
             elif isinstance(answer, Refused):
-                tally.refused(now, answer.reason)
+                tally.refused(now, answer.reason, answer.scope)
                 retry_after = answer.retry_after_s
                 if refusals >= plan.retry.attempts or (
                     retry_after is not None and retry_after > plan.retry.max_retry_after

@@ -88,6 +88,7 @@ class Tally:
 
     started_at: float
     refused_with_reason: collections.Counter[str] = field(default_factory=collections.Counter)
+    refused_with_scope: collections.Counter[str] = field(default_factory=collections.Counter)
     refusals_by_second: collections.Counter[int] = field(default_factory=collections.Counter)
     statuses: collections.Counter[str] = field(default_factory=collections.Counter)
     requests: collections.Counter[str] = field(default_factory=collections.Counter)
@@ -110,8 +111,10 @@ class Tally:
     def second(self, now: float) -> int:
         return max(0, int(now - self.started_at))
 
-    def refused(self, now: float, reason: str) -> None:
+    def refused(self, now: float, reason: str, scope: str | None = None) -> None:
         self.refused_with_reason[reason] += 1
+        if scope is not None:
+            self.refused_with_scope[scope] += 1
         self.refusals_by_second[self.second(now)] += 1
 
     def error(self, now: float, kind: str, detail: str) -> None:
@@ -256,6 +259,39 @@ def _queue_observation(record: ListenerRecord, zero: float) -> dict[str, Any]:
     }
 
 
+def storm_notes(
+    tally: Tally, gave_up: collections.Counter[str], settings: dict[str, Any]
+) -> list[str]:
+    """Plain sentences on what the numbers alone could be mistaken for.
+
+    Refusals from the server's per-address join limit (``scope: address``) are the
+    limit working as designed, not a failing server; when the whole crowd came from one
+    source address, that is all a rehearsal on one machine can show unless it spreads
+    its listeners over many addresses."""
+    per_address = tally.refused_with_scope["address"]
+    if not per_address:
+        return []
+    network = settings.get("source_network")
+    listeners = settings.get("listeners")
+    quitters = gave_up["rate_limited"]
+    told = (
+        f"{per_address} refusal answers (and {quitters} listeners giving up rate_limited)"
+        " came from the server's per-address join limit (join_burst, join_per_second),"
+    )
+    if network is None:
+        return [
+            f"{told} because all {listeners} listeners of this run came from one source"
+            " address: the limit working as designed, not a failing server. A real crowd"
+            " comes from many addresses: spread this one with --source-network (e.g."
+            " --source-network 127.0.0.0/16 against a server on loopback, or a network"
+            " assigned to this machine's interface), or raise the limit on a staging server."
+        ]
+    return [
+        f"{told} with listeners spread over {network}: a wider --source-network gives"
+        " each address fewer of them."
+    ]
+
+
 def storm_report(
     records: Sequence[ListenerRecord],
     tally: Tally,
@@ -298,6 +334,8 @@ def storm_report(
         "pending": outcomes["pending"],
         "outcomes": dict(sorted(outcomes.items())),
         "refused_with_reason": dict(sorted(tally.refused_with_reason.items())),
+        "refused_with_scope": dict(sorted(tally.refused_with_scope.items())),
+        "notes": storm_notes(tally, gave_up, settings),
         "gave_up_with_reason": dict(sorted(gave_up.items())),
         "unexplained_errors": sum(tally.unexplained.values()),
         "unexplained_by_kind": dict(sorted(tally.unexplained.items())),
@@ -366,6 +404,7 @@ def render_storm(report: dict[str, Any]) -> str:
         f" {report['queued']} (still queued {report['still_queued']}), gave up"
         f" {report['refused']}, cut short {report['pending']}",
         f"refusal answers: {refused}",
+        *(f"note: {note}" for note in report["notes"]),
         f"unexplained errors: {report['unexplained_errors']}"
         + "".join(f"\n  {sample}" for sample in report["unexplained_samples"]),
         f"time to first audio: p50 {_seconds(report['ttfa_p50_s'])},"
@@ -401,6 +440,7 @@ __all__ = [
     "count_overtakes",
     "estimate_error",
     "render_storm",
+    "storm_notes",
     "storm_report",
     "timeline",
     "wait_bounds",

@@ -48,7 +48,11 @@ async def _writes_per_address(request: Request, context: Ctx) -> None:
     wait = context.writes_by_client.take(client_address(request), clock.now())
     if wait > 0:
         context.metrics.rate_limited.labels(scope="listener-writes").inc()
-        raise RateLimited(f"too many requests from your address; try again in {wait:.0f} s", wait)
+        raise RateLimited(
+            f"too many requests from your address; try again in {wait:.0f} s",
+            wait,
+            scope="address",
+        )
 
 
 router = APIRouter(
@@ -175,7 +179,11 @@ def answer_join(
         wait = context.join_by_client.take(address, now)
         if wait > 0:
             context.metrics.rate_limited.labels(scope="join").inc()
-            raise RateLimited(f"too many joins from your address; try again in {wait:.0f} s", wait)
+            raise RateLimited(
+                f"too many joins from your address; try again in {wait:.0f} s",
+                wait,
+                scope="address",
+            )
     if space.status is SpaceStatus.ENDED:
         return _admitted(context, space, user, now, "replay")
     if entry_id is None and gate.pow_required(now):

@@ -220,6 +220,15 @@ _CHUNKED = -1
 """The length :func:`_plain_head` gives a chunked body."""
 
 
+_HEX_DIGITS = re.compile(rb"[0-9A-Fa-f]{1,16}")
+
+
+def _chunk_size(text: bytes) -> int | None:
+    """A chunk-size (RFC 9112 7.1: ``1*HEXDIG``), or ``None``: ``int()`` alone would also
+    take a sign, ``0x`` and underscores."""
+    return int(text, 16) if _HEX_DIGITS.fullmatch(text) else None
+
+
 def _whole_chunked(data: bytes, start: int) -> bytes | None:
     """The chunked body (RFC 9112 7.1) that is exactly ``data[start:]``, without chunk
     extensions' meaning or trailers; ``None`` for anything else (an incomplete body, or
@@ -229,9 +238,8 @@ def _whole_chunked(data: bytes, start: int) -> bytes | None:
         eol = data.find(b"\r\n", start)
         if eol < 0:
             return None
-        try:
-            size = int(data[start:eol].split(b";", 1)[0].strip(), 16)
-        except ValueError:
+        size = _chunk_size(data[start:eol].split(b";", 1)[0].strip())
+        if size is None:
             return None
         if size == 0:
             return b"".join(chunks) if len(data) == eol + 4 and data[eol:] == b"\r\n\r\n" else None
@@ -392,7 +400,7 @@ class ResponseParser:
         if len(status_line) < 2 or not version.startswith("HTTP/1."):
             raise ProtocolError(f"not an HTTP/1.x status line: {text[:first][:80]!r}")
         code = status_line[1]
-        if len(code) != 3 or not code.isdigit():
+        if len(code) != 3 or not (code.isascii() and code.isdigit()):
             raise ProtocolError(f"bad status code {code[:10]!r}")
         status = int(code)
         fields = text[first + 2 :]
@@ -474,7 +482,7 @@ class ResponseParser:
             return
         values = {v.strip() for v in length.split(",")}
         value = values.pop()
-        if values or not value.isdigit():
+        if values or not (value.isascii() and value.isdigit()):
             raise ProtocolError(f"bad Content-Length {length[:40]!r}")
         self._frame_length(int(value))
 
@@ -497,10 +505,9 @@ class ResponseParser:
             return False
         line = bytes(self._buffer[:end]).split(b";", 1)[0].strip()
         del self._buffer[: end + 2]
-        try:
-            size = int(line, 16)
-        except ValueError:
-            raise ProtocolError(f"bad chunk size {line[:20]!r}") from None
+        size = _chunk_size(line)
+        if size is None:
+            raise ProtocolError(f"bad chunk size {line[:20]!r}")
         if size < 0 or len(self._body) + size > self.max_body:
             raise ProtocolError(f"the response body is larger than {self.max_body} bytes")
         if size == 0:

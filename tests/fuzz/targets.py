@@ -1,0 +1,199 @@
+"""Coverage-guided fuzz targets (atheris) for what parses bytes from the network.
+
+Each target takes the fuzzer's bytes and raises only when it finds something wrong: an
+exception other than the parser's documented clear refusal, an answer that contradicts
+another reading of the same input, or a forgery accepted. Run one with
+``python tests/fuzz/targets.py NAME [libFuzzer flags] [CORPUS_DIR]``; ``scripts/fuzz``
+runs them all, and ``tests/fuzz/test_fuzz.py`` runs each for a bounded number of inputs
+from the seed corpus in ``tests/fuzz/corpus/NAME``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import sys
+from collections.abc import Callable
+from fractions import Fraction
+
+import atheris
+
+with atheris.instrument_imports(include=["podium"]):
+    from podium.clients import hls, httpwire
+    from podium.control import invites, proofofwork, tickets
+    from podium.errors import InvalidInput, Unauthenticated
+    from podium.ingest import sdp
+    from podium.segment import Cadence, Part, Timeline
+    from podium.segment.blocking import Action, decide_query
+
+from aiortc.sdp import SessionDescription  # not instrumented: not ours
+
+KEY = b"k" * 32
+SPACE = "fuzzspace1"
+NOW = 1_800_000_000.0
+
+
+def sdp_offer(data: bytes) -> None:
+    """A WHIP offer: accepted, or refused with InvalidInput; and whatever it accepts,
+    aiortc's own parser (asserts, int(), dict lookups) must parse."""
+    try:
+        sdp.validate_offer(data)
+    except InvalidInput:
+        return
+    SessionDescription.parse(data.decode())
+
+
+def sdp_fragment(data: bytes) -> None:
+    """A WHIP PATCH trickle-ICE fragment (RFC 8840): parsed, or InvalidInput."""
+    with contextlib.suppress(InvalidInput):
+        sdp.parse_fragment(data)
+
+
+def _reading(pieces: list[bytes]) -> tuple[object, ...]:
+    parser = httpwire.ResponseParser(max_head=4096, max_body=65536)
+    parser.expect("GET")
+    try:
+        for piece in pieces:
+            answer = parser.feed(piece)
+            if answer is not None:
+                return ("response", answer.status, dict(answer.headers), answer.body)
+        answer = parser.feed_eof()
+    except httpwire.ProtocolError:
+        return ("protocol-error",)
+    if answer is None:
+        return ("nothing",)
+    return ("response", answer.status, dict(answer.headers), answer.body)
+
+
+def http_response(data: bytes) -> None:
+    """The load client's response parser: a response or ProtocolError, never anything
+    else, a body within its limit, and the same reading whether the bytes arrive at once
+    or in pieces (the pieces are cut where the first bytes say)."""
+    provider = atheris.FuzzedDataProvider(data)
+    cuts = sorted(provider.ConsumeIntListInRange(provider.ConsumeIntInRange(0, 6), 0, 4096))
+    raw = provider.ConsumeBytes(provider.remaining_bytes())
+    whole = _reading([raw])
+    edges = [0, *(c for c in cuts if c < len(raw)), len(raw)]
+    split = _reading([raw[a:b] for a, b in itertools.pairwise(edges)])
+    if whole[0] == "response":
+        assert len(whole[3]) <= 65536  # type: ignore[arg-type]
+    # Bytes after a complete response belong to the next one, so an answer seen whole
+    # must be seen the same in pieces.
+    assert whole == split, (whole, split)
+
+
+def playlist(data: bytes) -> None:
+    """The playlist parser the clients use: a Playlist, or ValueError with a line."""
+    text = data.decode("utf-8", errors="replace")
+    try:
+        hls.parse_playlist(text)
+    except ValueError as exc:
+        if not str(exc).startswith("line "):
+            raise AssertionError(f"a refusal that names no line: {exc}") from exc
+
+
+_TIMELINE = Timeline(Cadence(), first_msn=0)
+for _n in range(19):
+    _TIMELINE.add(
+        Part(
+            _n // 8,
+            _n % 8,
+            _n * 12288,
+            12288,
+            b"",
+            Fraction(_n * 12288, 48000),
+            closes_segment=_n % 8 == 7,
+        )
+    )
+_SNAPSHOT = _TIMELINE.snapshot()
+
+
+def hls_directives(data: bytes) -> None:
+    """``_HLS_msn``, ``_HLS_part``, ``_HLS_skip`` as a query brings them: a decision,
+    never an exception; a wait always has a deadline."""
+    provider = atheris.FuzzedDataProvider(data)
+    values = [
+        provider.ConsumeUnicodeNoSurrogates(24) if provider.ConsumeBool() else None
+        for _ in range(3)
+    ]
+    decision = decide_query(_SNAPSHOT, values[0], values[1], values[2])
+    assert isinstance(decision.action, Action)
+    if decision.action is Action.WAIT:
+        assert decision.timeout is not None
+        assert decision.timeout > 0
+
+
+_TICKET = tickets.issue(KEY, SPACE, "listener1", "listener", NOW, 3600)
+_INVITE, _ = invites.issue(KEY, SPACE, NOW, 3600)
+_CHALLENGE = proofofwork.issue(KEY, SPACE, proofofwork.MIN_DIFFICULTY, NOW, b"saltsalt")
+
+
+def _tampered(provider: atheris.FuzzedDataProvider, genuine: str) -> str:
+    """Either fuzz text, or the genuine token with a few characters changed."""
+    if provider.ConsumeBool():
+        return provider.ConsumeUnicodeNoSurrogates(provider.remaining_bytes())
+    text = list(genuine)
+    for _ in range(provider.ConsumeIntInRange(1, 3)):
+        if text:
+            at = provider.ConsumeIntInRange(0, len(text) - 1)
+            text[at] = chr(provider.ConsumeIntInRange(0x20, 0x7E))
+    return "".join(text)
+
+
+def ticket(data: bytes) -> None:
+    """Tickets (and queue tokens, which are tickets): genuine or Unauthenticated; no
+    changed token verifies."""
+    provider = atheris.FuzzedDataProvider(data)
+    text = _tampered(provider, _TICKET)
+    try:
+        tickets.verify(KEY, text, SPACE, NOW)
+    except Unauthenticated:
+        return
+    assert text == _TICKET, f"a forged ticket verified: {text!r}"
+
+
+def invite(data: bytes) -> None:
+    """Invite links: live or Unauthenticated; no changed invite verifies."""
+    provider = atheris.FuzzedDataProvider(data)
+    text = _tampered(provider, _INVITE)
+    try:
+        invites.verify(KEY, text, SPACE, NOW)
+    except Unauthenticated:
+        return
+    assert text == _INVITE, f"a forged invite verified: {text!r}"
+
+
+def proof_of_work(data: bytes) -> None:
+    """A proof-of-work answer: checked or InvalidInput; no changed token verifies."""
+    provider = atheris.FuzzedDataProvider(data)
+    token = _tampered(provider, _CHALLENGE.token)
+    nonce = provider.ConsumeUnicodeNoSurrogates(24) if provider.ConsumeBool() else "0"
+    try:
+        proofofwork.verify(KEY, token, nonce, SPACE, NOW)
+    except InvalidInput:
+        return
+    assert token == _CHALLENGE.token, f"a forged challenge verified: {token!r}"
+
+
+TARGETS: dict[str, Callable[[bytes], None]] = {
+    "sdp_offer": sdp_offer,
+    "sdp_fragment": sdp_fragment,
+    "http_response": http_response,
+    "playlist": playlist,
+    "hls_directives": hls_directives,
+    "ticket": ticket,
+    "invite": invite,
+    "proof_of_work": proof_of_work,
+}
+
+
+def main() -> None:
+    name = sys.argv[1] if len(sys.argv) > 1 else ""
+    if name not in TARGETS:
+        sys.exit(f"usage: targets.py {{{','.join(sorted(TARGETS))}}} [libFuzzer flags] [CORPUS]")
+    atheris.Setup([sys.argv[0], *sys.argv[2:]], TARGETS[name])
+    atheris.Fuzz()
+
+
+if __name__ == "__main__":
+    main()

@@ -140,39 +140,57 @@ def _tampered(provider: atheris.FuzzedDataProvider, genuine: str) -> str:
     return "".join(text)
 
 
+def _only_the_genuine(
+    provider: atheris.FuzzedDataProvider,
+    genuine: str,
+    what: str,
+    verify: Callable[[str], object],
+    refusal: type[Exception],
+) -> None:
+    """``verify`` on fuzz text or a changed ``genuine``: it refuses with ``refusal``, or
+    the text is the genuine one."""
+    text = _tampered(provider, genuine)
+    try:
+        verify(text)
+    except refusal:
+        return
+    assert text == genuine, f"a forged {what} verified: {text!r}"
+
+
 def ticket(data: bytes) -> None:
     """Tickets (and queue tokens, which are tickets): genuine or Unauthenticated; no
     changed token verifies."""
     provider = atheris.FuzzedDataProvider(data)
-    text = _tampered(provider, _TICKET)
-    try:
-        tickets.verify(KEY, text, SPACE, NOW)
-    except Unauthenticated:
-        return
-    assert text == _TICKET, f"a forged ticket verified: {text!r}"
+    _only_the_genuine(
+        provider,
+        _TICKET,
+        "ticket",
+        lambda text: tickets.verify(KEY, text, SPACE, NOW),
+        Unauthenticated,
+    )
 
 
 def invite(data: bytes) -> None:
     """Invite links: live or Unauthenticated; no changed invite verifies."""
     provider = atheris.FuzzedDataProvider(data)
-    text = _tampered(provider, _INVITE)
-    try:
-        invites.verify(KEY, text, SPACE, NOW)
-    except Unauthenticated:
-        return
-    assert text == _INVITE, f"a forged invite verified: {text!r}"
+    _only_the_genuine(
+        provider,
+        _INVITE,
+        "invite",
+        lambda text: invites.verify(KEY, text, SPACE, NOW),
+        Unauthenticated,
+    )
 
 
 def proof_of_work(data: bytes) -> None:
     """A proof-of-work answer: checked or InvalidInput; no changed token verifies."""
     provider = atheris.FuzzedDataProvider(data)
-    token = _tampered(provider, _CHALLENGE.token)
-    nonce = provider.ConsumeUnicodeNoSurrogates(24) if provider.ConsumeBool() else "0"
-    try:
-        proofofwork.verify(KEY, token, nonce, SPACE, NOW)
-    except InvalidInput:
-        return
-    assert token == _CHALLENGE.token, f"a forged challenge verified: {token!r}"
+
+    def verify(token: str) -> object:
+        nonce = provider.ConsumeUnicodeNoSurrogates(24) if provider.ConsumeBool() else "0"
+        return proofofwork.verify(KEY, token, nonce, SPACE, NOW)
+
+    _only_the_genuine(provider, _CHALLENGE.token, "challenge", verify, InvalidInput)
 
 
 TARGETS: dict[str, Callable[[bytes], None]] = {

@@ -452,13 +452,8 @@ def _speak(args: argparse.Namespace) -> int:
     try:
         report = asyncio.run(speak(args.whip_url, token, source, seconds=args.seconds))
     except ClientError as exc:
-        if exc.status == 401 and credential is not None and credential.default:
-            raise ClientError(
-                f"{exc.detail}; that token came from the default token file"
-                f" {credential.source}: choose another with --token, --token-file FILE,"
-                " PODIUM_TOKEN_FILE or PODIUM_TOKEN",
-                401,
-            ) from exc
+        if exc.status == 401 and credential is not None:
+            raise credential.refused(exc.detail, "--token, --token-file FILE") from exc
         raise
     document = dataclasses.asdict(report)
     return _emit(

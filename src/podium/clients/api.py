@@ -21,6 +21,18 @@ class Credential:
     source: str
     default: bool = False
 
+    def refused(self, explanation: str, choices: str = "--token-file FILE") -> ClientError:
+        """The error for a server's 401 to this token: where it came from a default, it
+        names the file and how to choose another (``choices``: the command's own flags)."""
+        if not self.default:
+            return ClientError(explanation, 401)
+        return ClientError(
+            f"{explanation}; that token came from the default token file {self.source},"
+            f" which may belong to another server: choose another with {choices},"
+            " PODIUM_TOKEN_FILE or PODIUM_TOKEN",
+            401,
+        )
+
 
 class ApiClient:
     """Calls ``/api/v1`` on ``server``; every failure becomes a :class:`ClientError` with
@@ -57,14 +69,8 @@ class ApiClient:
         params: dict[str, Any] | None = None,
     ) -> Any:
         response = self._request(method, path, body, params)
-        credential = self._credential
-        if response.status_code == 401 and credential is not None and credential.default:
-            raise ClientError(
-                f"{_explain(response)}; that token came from the default token file"
-                f" {credential.source}, which may belong to another server: choose another"
-                " with --token-file FILE, PODIUM_TOKEN_FILE or PODIUM_TOKEN",
-                401,
-            )
+        if response.status_code == 401 and self._credential is not None:
+            raise self._credential.refused(_explain(response))
         if response.status_code == 204:
             return None
         if response.is_success:

@@ -93,6 +93,8 @@ class Settings:
     # A request must send its headers, and then its body, within this many seconds.
     header_timeout_s: float = 10.0
     body_timeout_s: float = 10.0
+    # The longest a room-state request with ?after=N is held waiting for a change.
+    long_poll_s: float = 20.0
 
     @property
     def base_url(self) -> str:

@@ -10,21 +10,29 @@ from the seed corpus in ``tests/fuzz/corpus/NAME``.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import itertools
+import json
 import sys
+import tempfile
 from collections.abc import Callable
 from fractions import Fraction
+from pathlib import Path
 
 import atheris
 
 with atheris.instrument_imports(include=["podium"]):
+    from podium import clock, server
     from podium.clients import hls, httpwire
+    from podium.config import Secret, Settings
     from podium.control import invites, proofofwork, tickets
+    from podium.control.lifecycle import Action as SpaceAction
     from podium.errors import InvalidInput, Unauthenticated
     from podium.ingest import sdp
     from podium.segment import Cadence, Part, Timeline
     from podium.segment.blocking import Action, decide_query
+    from podium.web.joinpath import JOIN_PATH, JoinFastPath
 
 from aiortc.sdp import SessionDescription  # not instrumented: not ours
 
@@ -193,7 +201,141 @@ def proof_of_work(data: bytes) -> None:
     _only_the_genuine(provider, _CHALLENGE.token, "challenge", verify, InvalidInput)
 
 
+class _Join:
+    """The anonymous-join fast path as the server runs it: the real middleware in front of
+    a real application (a throwaway data directory, one live and one ended space), driven
+    through ASGI. What it passes on (a request with credentials) reaches ``passed``."""
+
+    def __init__(self, pow_mode: str) -> None:
+        settings = Settings(
+            data_dir=Path(tempfile.mkdtemp(prefix="podium-fuzz-")),
+            secret_key=Secret("k" * 32),
+            join_pow=pow_mode,  # type: ignore[arg-type]
+            pow_difficulty=proofofwork.MIN_DIFFICULTY,
+            join_per_second=1e9,
+            join_burst=1_000_000_000,
+            trusted_proxies="127.0.0.0/8",
+        )
+        self.app, context, _ = server.build(settings)
+        # What a join may answer: what the OpenAPI document says it answers.
+        operation = self.app.openapi()["paths"]["/api/v1/spaces/{space_id}/join"]["post"]
+        self.statuses = frozenset(int(code) for code in operation["responses"])
+        owner = context.accounts.find_by_handle(server.OWNER_HANDLE)
+        assert owner is not None
+        now = clock.now()
+        self.spaces = []
+        ended = [SpaceAction.START, SpaceAction.END]
+        for title, actions in (("live", [SpaceAction.START]), ("ended", ended)):
+            space = context.spaces.create(owner.id, title, "", None, now)
+            for action in actions:
+                context.spaces.transition(space.id, action, owner.id, now)
+            self.spaces.append(space.id)
+        self.fast_path = JoinFastPath(self._passed)
+        self.passed = False
+        self.loop = asyncio.new_event_loop()
+
+    async def _passed(self, scope: object, receive: object, send: object) -> None:
+        self.passed = True
+
+    def answer(
+        self, path: str, headers: list[tuple[bytes, bytes]], body: bytes
+    ) -> tuple[int, dict[bytes, bytes], bytes] | None:
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "POST",
+            "scheme": "http",
+            "path": path,
+            "raw_path": path.encode(),
+            "query_string": b"",
+            "headers": headers,
+            "client": ("127.0.0.1", 40000),
+            "server": ("127.0.0.1", 8080),
+            "app": self.app,
+        }
+        events = [{"type": "http.request", "body": body, "more_body": False}]
+        sent: list[dict[str, object]] = []
+
+        async def receive() -> object:
+            return events.pop(0) if events else {"type": "http.disconnect"}
+
+        async def send(message: dict[str, object]) -> None:
+            sent.append(message)
+
+        self.passed = False
+        self.loop.run_until_complete(self.fast_path(scope, receive, send))
+        if self.passed:
+            return None
+        start, *chunks = sent
+        head = dict(start["headers"])  # type: ignore[call-overload]
+        return int(start["status"]), head, b"".join(c["body"] for c in chunks)  # type: ignore[misc]
+
+
+_JOINS: dict[bool, _Join] = {}
+_CONTENT_TYPES = [b"application/json", b"application/merge-patch+json", b"text/plain"]
+_HEADERS = [b"x-forwarded-for", b"cookie", b"authorization", b"origin"]
+_SESSION = b"podium_session="
+
+
+def join(data: bytes) -> None:
+    """``POST /api/v1/spaces/{id}/join`` with any body and headers: the fast path answers
+    a join, or a refusal the OpenAPI document lists, as a problem document; and it
+    passes on to the framework exactly what is not its own (credentials, or not a join).
+
+    The input is a flags byte (bit 0: proof of work on; bits 1-2: the live space, the ended
+    one, or an id from the input; bits 3-4: a content type, none, or one from the input), a
+    byte whose bits 0-3 add ``X-Forwarded-For``, ``Cookie``, ``Authorization`` and
+    ``Origin``, then the chosen fields from the input, each ended by a NUL, then the body.
+    """
+    flags, present = (data + b"\0\0")[:2]
+    pow_on = bool(flags & 1)
+    if pow_on not in _JOINS:
+        _JOINS[pow_on] = _Join("on" if pow_on else "off")
+    target = _JOINS[pow_on]
+    fields = iter(data[2:].split(b"\0", 6))
+
+    def field() -> bytes:
+        return next(fields, b"")
+
+    pick = (flags >> 1) & 3
+    space_id = target.spaces[pick] if pick < 2 else field().decode("utf-8", errors="replace")
+    headers: list[tuple[bytes, bytes]] = []
+    kind = (flags >> 3) & 3
+    if kind < 2:
+        headers.append((b"content-type", _CONTENT_TYPES[kind]))
+    elif kind == 3:
+        headers.append((b"content-type", field()))
+    for bit, name in enumerate(_HEADERS):
+        if present & (1 << bit):
+            headers.append((name, field()))
+    credentials = any(
+        name == b"authorization" or (name == b"cookie" and _SESSION in value)
+        for name, value in headers
+    )
+    body = b"\0".join(fields)
+    path = f"/api/v1/spaces/{space_id}/join"
+    # Only a join (an id without "/") is the fast path's, and only one without credentials.
+    fast = JOIN_PATH.fullmatch(path) is not None and not credentials
+    answer = target.answer(path, headers, body)
+    if answer is None:
+        assert not fast, "an anonymous join was passed on to the framework"
+        return
+    assert fast, "a request with credentials, or not a join, was answered as a join"
+    status, head, text = answer
+    assert status in target.statuses, (status, text)
+    document = json.loads(text)
+    if status >= 400:
+        assert head[b"content-type"] == b"application/problem+json", head
+        assert document["status"] == status, document
+        assert isinstance(document["type"], str)
+        assert isinstance(document["title"], str)
+    else:
+        assert document["status"] in {"admitted", "replay", "queued"}, document
+
+
 TARGETS: dict[str, Callable[[bytes], None]] = {
+    "join": join,
     "sdp_offer": sdp_offer,
     "sdp_fragment": sdp_fragment,
     "http_response": http_response,

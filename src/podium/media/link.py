@@ -152,7 +152,7 @@ class MediaLink:
     async def _resume_live_rooms(self) -> None:
         for space_id in self._live_spaces():
             try:
-                await self._request("POST", f"/rooms/{space_id}")
+                await self._request("POST", _path("rooms", space_id))
             except errors.PodiumError as exc:
                 log.error(
                     "room_resume_failed",
@@ -176,20 +176,21 @@ class MediaLink:
     # -- commands ------------------------------------------------------------------------
 
     async def start_room(self, space_id: str) -> None:
-        await self._call("POST", f"/rooms/{space_id}")
+        await self._call("POST", _path("rooms", space_id))
 
     async def end_room(self, space_id: str) -> None:
-        await self._call("DELETE", f"/rooms/{space_id}")
+        await self._call("DELETE", _path("rooms", space_id))
 
     async def publish(self, space_id: str, speaker_id: str, sdp: str) -> Publication:
         answer = await self._call(
-            "POST", f"/rooms/{space_id}/publishers", {"speaker_id": speaker_id, "sdp": sdp}
+            "POST", _path("rooms", space_id, "publishers"), {"speaker_id": speaker_id, "sdp": sdp}
         )
         return Publication(answer["resource_id"], answer["answer_sdp"], answer["etag"])
 
     async def unpublish(self, space_id: str, resource_id: str, speaker_id: str) -> None:
         await self._call(
-            "DELETE", f"/rooms/{space_id}/publishers/{resource_id}?speaker={quote(speaker_id)}"
+            "DELETE",
+            _path("rooms", space_id, "publishers", resource_id) + _speaker_query(speaker_id),
         )
 
     async def patch(
@@ -202,20 +203,18 @@ class MediaLink:
     ) -> tuple[int, str]:
         answer = await self._call(
             "PATCH",
-            f"/rooms/{space_id}/publishers/{resource_id}?speaker={quote(speaker_id)}",
+            _path("rooms", space_id, "publishers", resource_id) + _speaker_query(speaker_id),
             {"if_match": if_match, "fragment": fragment},
         )
         return int(answer["status"]), str(answer["detail"])
 
     async def set_muted(self, space_id: str, speaker_id: str, muted: bool) -> None:
         """Mute or unmute a speaker in the mix (their WebRTC session stays up)."""
-        await self._call(
-            "POST", f"/rooms/{space_id}/speakers/{quote(speaker_id)}", {"muted": muted}
-        )
+        await self._call("POST", _path("rooms", space_id, "speakers", speaker_id), {"muted": muted})
 
     async def drop_speaker(self, space_id: str, speaker_id: str) -> None:
         """End every WHIP session of a speaker who left or was taken off the stage."""
-        await self._call("DELETE", f"/rooms/{space_id}/speakers/{quote(speaker_id)}")
+        await self._call("DELETE", _path("rooms", space_id, "speakers", speaker_id))
 
     async def status(self) -> dict[str, Any]:
         result: dict[str, Any] = await self._call("GET", "/status")
@@ -240,3 +239,17 @@ class MediaLink:
             return document
         error = _ERRORS.get(document.get("kind", ""), errors.PodiumError)
         raise error(document.get("detail", "the media worker refused"))
+
+
+def _path(*segments: str) -> str:
+    """The worker's URL path of ``segments``, each exactly one segment whatever it holds:
+    ids come from requests, and a "/" or a dot segment in one must not address anything
+    else on the worker."""
+    for segment in segments:
+        if segment in ("", ".", ".."):
+            raise errors.NotFound(f"nothing is called {segment!r}")
+    return "/" + "/".join(quote(segment, safe="") for segment in segments)
+
+
+def _speaker_query(speaker_id: str) -> str:
+    return "?speaker=" + quote(speaker_id, safe="")

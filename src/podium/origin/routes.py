@@ -18,7 +18,7 @@ errors                      ``no-store`` (404 for a part not made yet must not s
 from __future__ import annotations
 
 import time
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import FileResponse
@@ -58,6 +58,22 @@ async def get_origin(request: Request) -> Origin:
 
 
 OriginDep = Annotated[Origin, Depends(get_origin)]
+_PROBLEM: dict[str, Any] = {"content": {"application/problem+json": {}}}
+_NOT_YET: dict[str, Any] = {
+    "description": "Not there yet (waited for, or being prepared): ask again after Retry-After",
+    **_PROBLEM,
+}
+
+
+def _answers(media_type: str, *problems: int) -> dict[int | str, dict[str, Any]]:
+    """The OpenAPI responses of a listening route: its media, or a problem document."""
+    answers: dict[int | str, dict[str, Any]] = {
+        200: {"content": {media_type: {"schema": {"type": "string", "format": "binary"}}}},
+        404: _PROBLEM,
+        503: _NOT_YET,
+    }
+    answers.update({code: _PROBLEM for code in problems})
+    return answers
 
 
 def _program(origin: Origin, space_id: str) -> Program:
@@ -67,7 +83,9 @@ def _program(origin: Origin, space_id: str) -> Program:
     return program
 
 
-@router.get("/{space_id}/live.m3u8", response_class=Response)
+@router.get(
+    "/{space_id}/live.m3u8", response_class=Response, responses=_answers(PLAYLIST_TYPE, 400)
+)
 async def playlist(request: Request, space_id: str, origin: OriginDep) -> Response:
     """The LL-HLS media playlist; it becomes the replay (``EXT-X-ENDLIST``) at the end.
 
@@ -102,7 +120,7 @@ async def playlist(request: Request, space_id: str, origin: OriginDep) -> Respon
     )
 
 
-@router.get("/{space_id}/replay.m4a", response_class=Response)
+@router.get("/{space_id}/replay.m4a", response_class=Response, responses=_answers(MEDIA_TYPE))
 async def replay(space_id: str, origin: OriginDep) -> Response:
     """The whole program as one M4A file, once the space has ended."""
     program = _program(origin, space_id)
@@ -127,7 +145,7 @@ class _RetryLater(TooEarly):
         self.retry_after = retry_after
 
 
-@router.get("/{space_id}/{name}", response_class=Response)
+@router.get("/{space_id}/{name}", response_class=Response, responses=_answers(MEDIA_TYPE))
 async def media_object(space_id: str, name: str, origin: OriginDep) -> Response:
     """The init segment, a part or a whole segment. A part announced by the preload hint
     is held until it exists (8216bis 6.2.6: "the server SHOULD ... block")."""

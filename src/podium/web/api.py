@@ -114,7 +114,7 @@ async def _sign_in(context: Context, request: Request, handle: str, password: st
 # -- users -----------------------------------------------------------------------------
 
 
-@router.post("/users", status_code=201, tags=["accounts"], responses={409: PROBLEM})
+@router.post("/users", status_code=201, tags=["accounts"], responses={409: PROBLEM, 429: PROBLEM})
 async def create_user(
     body: NewUser, request: Request, context: Ctx, caller: OptionalUser
 ) -> UserOut:

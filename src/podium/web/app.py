@@ -7,7 +7,7 @@ from starlette.middleware.cors import CORSMiddleware
 
 from podium import __version__
 from podium.origin import routes as origin_routes
-from podium.web import api, defence, ops, pages, problems, room, whip
+from podium.web import api, defence, openapi, ops, pages, problems, room, whip
 from podium.web.context import Context
 from podium.web.joinpath import JoinFastPath
 from podium.web.middleware import RequestGuard
@@ -32,13 +32,21 @@ def create_app(context: Context) -> FastAPI:
     app.state.context = context
     app.state.origin = context.origin
     problems.install(app)
-    app.include_router(api.router)
-    app.include_router(whip.router)
-    app.include_router(room.router)
-    app.include_router(origin_routes.router)
-    app.include_router(ops.router)
-    app.include_router(defence.router)
-    app.include_router(pages.router)
+    routers = [
+        api.router,
+        whip.router,
+        room.router,
+        origin_routes.router,
+        ops.router,
+        defence.router,
+        pages.router,
+    ]
+    for router in routers:
+        app.include_router(router)
+    # Every route, flat (the app keeps included routers nested): for the OpenAPI document
+    # and for the methods a 405 names.
+    app.state.api_routes = [route for router in routers for route in router.routes]
+    openapi.install(app, app.state.api_routes)
     app.mount("/static", pages.static_files, name="static")
     app.mount("/docs/assets", pages.swagger_files, name="docs-assets")
     context.metrics.add_gauges(lambda: ops.control_gauges(context))

@@ -16,6 +16,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
+from starlette.routing import Match
 
 from podium.errors import PodiumError, Unauthenticated
 
@@ -93,6 +94,16 @@ def unexpected(method: str, path: str, exc: BaseException) -> JSONResponse:
     return problem(500, "internal", "Internal error", "something went wrong on our side")
 
 
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route answers at this request's path."""
+    methods: set[str] = set()
+    for route in request.app.state.api_routes:
+        route_methods = getattr(route, "methods", None)
+        if route_methods and route.matches(request.scope)[0] is not Match.NONE:
+            methods |= route_methods
+    return sorted(methods)
+
+
 _HTTP_KINDS = {
     400: ("bad-request", "Bad request"),
     404: ("not-found", "Not found"),
@@ -119,7 +130,12 @@ def install(app: FastAPI) -> None:
         detail = exc.detail if isinstance(exc.detail, str) else title
         if exc.status_code == 404 and detail == "Not Found":
             detail = f"nothing at {request.url.path}"
-        return problem(exc.status_code, kind, title, detail, dict(exc.headers or {}))
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            # The router names the methods of the first route with this path; there may be
+            # several (GET and POST /api/v1/spaces are two routes).
+            headers["Allow"] = ", ".join(allowed_methods(request))
+        return problem(exc.status_code, kind, title, detail, headers)
 
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
         return unexpected(request.method, request.url.path, exc)

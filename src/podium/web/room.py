@@ -35,12 +35,14 @@ from podium.errors import (
 )
 from podium.web.auth import CurrentUser, OptionalUser
 from podium.web.context import Context, client_address, get_context, signing_key
-from podium.web.roomstate import LONG_POLL_S, person_of_user
+from podium.web.openapi import refuses_writes
+from podium.web.roomstate import person_of_user
 from podium.web.schemas import Request as StrictBody
 
 Ctx = Annotated[Context, Depends(get_context)]
 
 
+@refuses_writes(429, "Too many requests from this address or ticket")
 async def _writes_per_address(request: Request, context: Ctx) -> None:
     """Every write here but the join (which has its own) takes a token of its address."""
     if request.method in ("GET", "HEAD", "OPTIONS") or request.url.path.endswith("/join"):
@@ -62,6 +64,8 @@ router = APIRouter(
 )
 _PROBLEM: dict[str, Any] = {"content": {"application/problem+json": {}}}
 
+# The largest id or version a query may name: SQLite's largest integer.
+ID_MAX = 2**63 - 1
 TICKET_TTL_S = 12 * 3600.0
 INVITE_TTL_S = 24 * 3600.0
 NAME = Field(default="", max_length=64)
@@ -138,7 +142,7 @@ class JoinBody(StrictBody):
 
 _JOIN_RESPONSES: dict[int | str, dict[str, Any]] = {
     202: {"description": "Queued: come back after retry_after_s with the queue_token"},
-    **{code: _PROBLEM for code in (401, 404, 409, 422, 428, 429, 503)},
+    **{code: _PROBLEM for code in (400, 401, 404, 409, 422, 428, 429, 503)},
 }
 
 
@@ -308,17 +312,20 @@ async def react(space_id: str, body: ReactionBody, context: Ctx) -> dict[str, st
 async def state(
     space_id: str,
     context: Ctx,
-    after: Annotated[int | None, Query(ge=0, description="Wait for a newer version.")] = None,
+    after: Annotated[
+        int | None, Query(ge=0, le=ID_MAX, description="Wait for a newer version.")
+    ] = None,
     if_none_match: Annotated[str | None, Header()] = None,
 ) -> Response:
     """The room state: who is on stage and talking, hands, reactions, audience, status.
 
     Cacheable. ``ETag`` is the version; ``If-None-Match`` answers 304 when unchanged;
-    ``?after=N`` holds the request (up to 20 s) until the version passes N.
+    ``?after=N`` holds the request (up to ``long_poll_s``, 20 s by default) until the
+    version passes N.
     """
     space = context.spaces.get(space_id)
     if after is not None:
-        room = await context.hub.wait_after(space, after, LONG_POLL_S)
+        room = await context.hub.wait_after(space, after, context.settings.long_poll_s)
     else:
         room = context.hub.state(space)
     etag = f'"v{room.version}"'
@@ -498,7 +505,7 @@ async def audit(
     space_id: str,
     context: Ctx,
     user: CurrentUser,
-    after: Annotated[int, Query(ge=0)] = 0,
+    after: Annotated[int, Query(ge=0, le=ID_MAX, description="Entries after this id.")] = 0,
 ) -> dict[str, Any]:
     """Every moderation action in this space, oldest first (the host only)."""
     space = context.spaces.get(space_id)
@@ -549,7 +556,14 @@ def audience_document(context: Context, space_id: str) -> dict[str, Any]:
     }
 
 
-@router.get("/calendar.ics", response_class=Response)
+@router.get(
+    "/calendar.ics",
+    response_class=Response,
+    responses={
+        200: {"content": {"text/calendar": {"schema": {"type": "string"}}}},
+        409: _PROBLEM,
+    },
+)
 async def calendar(space_id: str, context: Ctx) -> Response:
     """ "Remind me": an iCalendar event for a scheduled space."""
     space = context.spaces.get(space_id)

@@ -7,9 +7,9 @@ or coerced, so a typo in a field name is an error the caller sees.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
 
 from podium.control.accounts import HANDLE_PATTERN, PASSWORD_MAX, PASSWORD_MIN
 from podium.control.spaces import DESCRIPTION_MAX, TITLE_MAX
@@ -43,11 +43,32 @@ class SignIn(Request):
 
 
 class NewToken(Request):
-    name: str = Field(default="cli", min_length=1, max_length=64)
-    handle: str | None = Field(
-        default=None, max_length=30, description="With password: sign in and issue a token."
+    # Handle and password come together or not at all; either is left out, never null.
+    model_config = ConfigDict(
+        json_schema_extra={"dependentRequired": {"handle": ["password"], "password": ["handle"]}}
     )
-    password: str | None = Field(default=None, max_length=PASSWORD_MAX)
+
+    name: str = Field(default="cli", min_length=1, max_length=64)
+    handle: Annotated[
+        str | None,
+        WithJsonSchema(
+            {
+                "type": "string",
+                "maxLength": 30,
+                "description": "With password: sign in and issue a token.",
+            }
+        ),
+    ] = Field(default=None, max_length=30)
+    password: Annotated[
+        str | None, WithJsonSchema({"type": "string", "maxLength": PASSWORD_MAX})
+    ] = Field(default=None, max_length=PASSWORD_MAX)
+
+    @field_validator("handle", "password", mode="before")
+    @classmethod
+    def _left_out_not_null(cls, value: object) -> object:
+        if value is None:
+            raise ValueError("leave it out rather than sending null")
+        return value
 
 
 class TokenOut(BaseModel):

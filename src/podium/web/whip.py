@@ -32,6 +32,9 @@ TRICKLE = "application/trickle-ice-sdpfrag"
 MAX_OFFER_BYTES = 16 * 1024
 _SDP_BODY: dict[str, Any] = {"content": {SDP: {"schema": {"type": "string"}}}}
 _PROBLEM: dict[str, Any] = {"content": {"application/problem+json": {}}}
+# An API token, a listener's ticket (for a listener brought on stage) as the Bearer token,
+# or a browser session with its CSRF token: see _speaker.
+_SECURITY: list[dict[str, list[str]]] = [{"HTTPBearer": []}]
 
 
 class UnsupportedMediaType(PodiumError):
@@ -95,7 +98,7 @@ async def _body(request: Request, media_type: str) -> str:
 @router.post(
     "/{space_id}/whip",
     status_code=201,
-    openapi_extra={"requestBody": {"required": True, **_SDP_BODY}},
+    openapi_extra={"requestBody": {"required": True, **_SDP_BODY}, "security": _SECURITY},
     responses={201: _SDP_BODY, 401: _PROBLEM, 403: _PROBLEM, 409: _PROBLEM, 415: _PROBLEM},
 )
 async def publish(space_id: str, request: Request, context: Ctx) -> Response:
@@ -125,7 +128,10 @@ async def publish(space_id: str, request: Request, context: Ctx) -> Response:
 
 
 @router.delete(
-    "/{space_id}/whip/{resource_id}", status_code=200, responses={401: _PROBLEM, 404: _PROBLEM}
+    "/{space_id}/whip/{resource_id}",
+    status_code=200,
+    responses={401: _PROBLEM, 404: _PROBLEM},
+    openapi_extra={"security": _SECURITY},
 )
 async def unpublish(space_id: str, resource_id: str, request: Request, context: Ctx) -> Response:
     """End the WHIP session (RFC 9725 4.3: DELETE the resource). Your seat on the stage
@@ -137,8 +143,14 @@ async def unpublish(space_id: str, resource_id: str, request: Request, context: 
 
 @router.patch(
     "/{space_id}/whip/{resource_id}",
-    openapi_extra={"requestBody": {"content": {TRICKLE: {"schema": {"type": "string"}}}}},
-    responses={204: {}, 401: _PROBLEM, 404: _PROBLEM, 412: _PROBLEM, 428: _PROBLEM},
+    openapi_extra={
+        "requestBody": {"required": True, "content": {TRICKLE: {"schema": {"type": "string"}}}},
+        "security": _SECURITY,
+    },
+    responses={
+        204: {},
+        **{code: _PROBLEM for code in (401, 404, 412, 415, 428)},
+    },
 )
 async def trickle(
     space_id: str,

@@ -134,10 +134,11 @@ def _started(kind: str, command: list[str], port: int, upstream: str, workdir: P
         time.sleep(0.2)
 
 
-def origin_requests(origin: Server, route: str) -> float:
-    """GET requests the origin has answered on ``route`` (its Prometheus counter)."""
+def origin_requests(origin: Server, route: str, method: str = "GET") -> float:
+    """Requests with ``method`` the origin has answered on ``route`` (its Prometheus
+    counter)."""
     metrics = httpx.get(f"{origin.url}/metrics", timeout=10).text
-    label = f'method="GET",route="{route}",'
+    label = f'method="{method}",route="{route}",'
     return sum(
         float(line.rsplit(" ", 1)[1])
         for line in metrics.splitlines()

@@ -7,7 +7,9 @@ migrations have run.
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import stat
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -79,6 +81,17 @@ MIGRATIONS: tuple[str, ...] = (
 )
 
 
+def _private(path: Path) -> None:
+    """The database holds password and token hashes: readable by its owner only. SQLite
+    gives its -wal and -shm files the database file's mode."""
+    if not path.exists():
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        # Files an earlier version made with the umask's mode.
+        if file.exists() and stat.S_IMODE(file.stat().st_mode) & 0o077:
+            file.chmod(0o600)
+
+
 class Database:
     """A SQLite connection with the schema brought up to date.
 
@@ -89,13 +102,14 @@ class Database:
         self.path = path
         self._lock = threading.Lock()
         try:
+            _private(path)
             self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
             self._conn.row_factory = sqlite3.Row
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA foreign_keys=ON")
             self._conn.execute("PRAGMA busy_timeout=5000")
             self._migrate()
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OSError) as exc:
             raise StorageError(f"cannot open database {path}: {exc}") from exc
 
     def _migrate(self) -> None:

@@ -490,8 +490,9 @@ async def accept_invite(
 ) -> dict[str, Any]:
     """Take the stage with an invite (as your account, or with your listener ticket)."""
     now = clock.now()
-    invites.verify(signing_key(context), body.invite, space_id, now)
+    # Who first: each guess at an invite costs its person one of their writes.
     person, account_name = _person(context, space_id, user, body.ticket)
+    invites.verify(signing_key(context), body.invite, space_id, now)
     name = body.name or account_name or "Guest"
     stage = await _act(context, space_id, lambda s: s.accept_invite(person, name, now))
     return {"person": person, "role": (stage.role_of(person) or "listener")}

@@ -6,9 +6,17 @@ import "./page.js";
 import {$, $$, setBusy} from "./ui.js";
 
 function nextPath() {
-  const next = new URLSearchParams(location.search).get("next") || "/host";
-  // Only same-site paths: "/x" but never "//host" or "/\host".
-  return /^\/(?![/\\])/.test(next) ? next : "/host";
+  const asked = new URLSearchParams(location.search).get("next") || "/host";
+  // Only a path of this site, judged as the browser will read it: it drops tabs and line
+  // breaks and reads "\" as "/", so "/<tab>/elsewhere" is "//elsewhere", another site.
+  let url;
+  try {
+    url = new URL(asked, location.origin);
+  } catch {
+    return "/host";
+  }
+  if (!asked.startsWith("/") || url.origin !== location.origin) return "/host";
+  return url.pathname + url.search + url.hash;
 }
 
 function explain(error) {

@@ -1,6 +1,6 @@
 """Ids taken from request paths stay ids: whatever a WHIP resource id holds ("/", dot
 segments, control characters), it names one resource of one space on the media worker and
-nothing else there."""
+nothing else there; and nothing under /hls names a file outside a space's program."""
 
 from __future__ import annotations
 
@@ -59,3 +59,35 @@ def test_hostile_whip_resource_ids_name_nothing_else(
             assert time.monotonic() < deadline, "the program stopped"
             time.sleep(0.2)
         assert host.post(f"/api/v1/spaces/{space['id']}/end").status_code == 200
+
+
+HLS_TRICKS = [
+    "/hls/{space}/..%2f..%2fsecret.key",
+    "/hls/{space}/%2e%2e%2f%2e%2e%2fpodium.sqlite3",
+    "/hls/{space}/..%5c..%5csecret.key",
+    "/hls/..%2f..%2f/live.m3u8",
+    "/hls/%2e%2e/secret.key",
+    "/hls/{space}/init.mp4%00.m3u8",
+    "/hls/{space}/%2fetc%2fpasswd",
+    "/hls/{space}/program.m3u8",
+    "/hls/{space}/seg-0.m4s%2f..%2f..%2f..%2fsecret.key",
+]
+
+
+def test_path_tricks_under_hls_find_nothing(server: Server, account: Account) -> None:
+    with server.client(account.token) as host:
+        space = host.post("/api/v1/spaces", json={"title": "HLS paths"}).json()
+        assert host.post(f"/api/v1/spaces/{space['id']}/start").status_code == 200
+        _wait_for_parts(server, space["id"])
+        key = (server.data_dir / "secret.key").read_text().strip()
+        try:
+            for trick in HLS_TRICKS:
+                # Sent as written: the client must not resolve the dots itself.
+                url = httpx.URL(server.url + trick.format(space=space["id"]))
+                answer = httpx.get(url, timeout=10)
+                assert answer.status_code in (400, 404), (trick, answer.status_code)
+                assert key not in answer.text, trick
+                assert "root:" not in answer.text, trick
+                assert "SQLite format" not in answer.text, trick
+        finally:
+            assert host.post(f"/api/v1/spaces/{space['id']}/end").status_code == 200

@@ -68,8 +68,15 @@ def test_every_page_answers_and_links_only_its_own_origin(
             assert page.status_code == 200, path
             assert page.headers["content-type"].startswith("text/html")
             policy = page.headers["content-security-policy"]
-            assert "default-src 'self'" in policy
-            assert "connect-src 'self'" in policy
+            for directive in (
+                "default-src 'self'",
+                "script-src 'self'",
+                "connect-src 'self'",
+                "frame-ancestors 'none'",
+                "base-uri 'none'",
+                "object-src 'none'",
+            ):
+                assert directive in policy, (path, directive)
             assert "<script>" not in page.text, f"{path}: inline scripts break the policy"
             assert " style=" not in page.text, f"{path}: inline styles break the policy"
             for link in LINK.findall(page.text):

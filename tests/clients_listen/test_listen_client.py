@@ -354,7 +354,13 @@ def test_a_part_that_is_gone_is_counted_and_skipped(tmp_path: Path) -> None:
     [
         ("<html>Details not available</html>", "not a valid HLS media playlist: line 1"),
         ("#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:2,\n#EXTINF:2,\ns.m4s\n", "line 4"),
-        ("#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1\na.m3u8\n", "multivariant playlist"),
+        (
+            '#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1,CODECS="avc1.64001f"\na.m3u8\n',
+            "offers nothing to play: no variant is AAC audio",
+        ),
+        # A variant that is itself a multivariant playlist (here: the same one) is refused,
+        # never followed round again.
+        ("#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1\nlive.m3u8\n", "multivariant playlist"),
     ],
 )
 def test_a_malformed_playlist_is_a_client_error(body: str, message: str) -> None:

@@ -15,6 +15,7 @@ import pytest
 from edges import Edge, end_space, live_hint, live_space, start_nginx, start_varnish
 
 from harness import Server, start_server
+from media_signal import RATE, decode
 
 STALE_WAIT_S = 20
 
@@ -65,6 +66,24 @@ def test_immutable_objects_come_from_the_cache(edge: Edge, space: dict[str, str]
     assert _hit(again)
     assert again.headers["cache-control"] == "public, max-age=31536000, immutable"
     assert again.content == first.content
+
+
+def test_the_entry_point_comes_from_the_cache_and_plays(edge: Edge, space: dict[str, str]) -> None:
+    """The multivariant playlist is shared like the init segment (it names the same media
+    playlist all along), and ffmpeg plays the live space from it through the edge."""
+    # ffmpeg needs a complete segment in the live playlist to start from.
+    while live_hint(f"{edge.url}/hls/{space['id']}/live.m3u8")[0] < 1:
+        time.sleep(0.2)
+    entry = f"{edge.url}/hls/{space['id']}/index.m3u8"
+    first = httpx.get(entry)
+    assert first.status_code == 200, first.text
+    assert 'CODECS="mp4a.40.2"' in first.text
+    again = httpx.get(entry)
+    assert _hit(again)
+    assert again.text == first.text
+    assert again.headers["cache-control"] == "public, max-age=60"
+    played = decode(entry, "-t", "3")
+    assert len(played) >= 2.5 * RATE, len(played) / RATE
 
 
 def test_writes_and_personal_answers_pass_through(

@@ -1,9 +1,10 @@
 """hls.js in Chromium plays a live space through a real Varnish edge.
 
 The page lives on another origin (as an embed would), loads Podium's vendored hls.js
-through the edge, and plays the live playlist from the edge in low-latency mode: the
-edge's cross-origin answers, its blocking reloads and its parts are what a real player
-gets. Chromium is Debian's, driven by Playwright.
+through the edge, and plays the space's entry point (the multivariant playlist, whose
+variant is the LL-HLS media playlist) from the edge in low-latency mode: the edge's
+cross-origin answers, its blocking reloads and its parts are what a real player gets.
+Chromium is Debian's, driven by Playwright.
 """
 
 from __future__ import annotations
@@ -76,8 +77,8 @@ def test_hls_js_plays_the_live_space_through_the_edge(
     origin: Server, edge: Edge, page_origin: str
 ) -> None:
     space = live_space(origin)
-    playlist = f"{edge.url}/hls/{space['id']}/live.m3u8"
-    live_hint(playlist)
+    live_hint(f"{edge.url}/hls/{space['id']}/live.m3u8")
+    playlist = f"{edge.url}/hls/{space['id']}/index.m3u8"
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
             executable_path=CHROMIUM,
@@ -106,6 +107,8 @@ def test_hls_js_plays_the_live_space_through_the_edge(
                 timeout=30_000,
             )
             assert page.evaluate("window.hls.lowLatencyMode") is True
+            # hls.js took the variant's codec from the multivariant playlist.
+            assert page.evaluate("window.hls.levels.map(l => l.audioCodec)") == ["mp4a.40.2"]
             assert page.evaluate("window.failures") == []
         finally:
             browser.close()

@@ -91,13 +91,19 @@ def http_response(data: bytes) -> None:
 
 
 def playlist(data: bytes) -> None:
-    """The playlist parser the clients use: a Playlist, or ValueError with a line."""
+    """The playlist parsers the clients use, media and multivariant: a value, or
+    ValueError with a line; and a variant chosen only from what was parsed."""
     text = data.decode("utf-8", errors="replace")
-    try:
-        hls.parse_playlist(text)
-    except ValueError as exc:
-        if not str(exc).startswith("line "):
-            raise AssertionError(f"a refusal that names no line: {exc}") from exc
+    for parse in (hls.parse_playlist, hls.parse_multivariant):
+        try:
+            parsed = parse(text)
+        except ValueError as exc:
+            if not str(exc).startswith("line "):
+                raise AssertionError(f"a refusal that names no line: {exc}") from exc
+            continue
+        if isinstance(parsed, tuple):
+            with contextlib.suppress(ValueError):
+                assert hls.audio_variant(parsed) in parsed
 
 
 _TIMELINE = Timeline(Cadence(), first_msn=0)

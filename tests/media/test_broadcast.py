@@ -72,27 +72,27 @@ async def _broadcast_and_follow(space: dict[str, str], token: str) -> dict[str, 
     observed: dict[str, object] = {}
     async with httpx.AsyncClient(timeout=15) as http:
         await asyncio.sleep(1.0)
-        live = await http.get(space["playlist_url"])
+        live = await http.get(space["media_playlist_url"])
         assert live.status_code == 200
         assert live.headers["content-type"] == "application/vnd.apple.mpegurl"
         assert live.headers["cache-control"] == "public, max-age=1"
         msn, part = _preload_hint(live.text)
         # Blocking reload: ask for the hinted part; the answer waits until it exists.
         blocked = await http.get(
-            space["playlist_url"], params={"_HLS_msn": str(msn), "_HLS_part": str(part)}
+            space["media_playlist_url"], params={"_HLS_msn": str(msn), "_HLS_part": str(part)}
         )
         assert blocked.status_code == 200
         assert f'URI="part-{msn}-{part}.m4s"' in blocked.text
         assert blocked.headers["cache-control"] == "public, max-age=6"
         # The hinted part itself, requested before it exists, is held and then served.
         next_msn, next_part = _preload_hint(blocked.text)
-        base = space["playlist_url"].rsplit("/", 1)[0]
+        base = space["media_playlist_url"].rsplit("/", 1)[0]
         early = await http.get(f"{base}/part-{next_msn}-{next_part}.m4s")
         assert early.status_code == 200
         assert early.headers["cache-control"] == "public, max-age=31536000, immutable"
         assert early.headers["access-control-allow-origin"] == "*"
         # Far ahead is refused at once, as 8216bis says.
-        ahead = await http.get(space["playlist_url"], params={"_HLS_msn": str(msn + 10)})
+        ahead = await http.get(space["media_playlist_url"], params={"_HLS_msn": str(msn + 10)})
         assert ahead.status_code == 400
         observed["live_playlist"] = live.text
     observed["report"] = await speaking
@@ -121,7 +121,7 @@ def test_whip_in_hls_out_live_replay_and_download(server: Server, tmp_path: Path
         ended = client.post(f"/api/v1/spaces/{space['id']}/end")
         assert ended.json()["status"] == "ended"
         # The same playlist is the replay the moment the space ends: no 404 window.
-        replay_playlist = client.get(space["playlist_url"])
+        replay_playlist = client.get(space["media_playlist_url"])
         assert replay_playlist.status_code == 200
         assert replay_playlist.text.rstrip().endswith("#EXT-X-ENDLIST")
         assert "#EXT-X-PRELOAD-HINT" not in replay_playlist.text
@@ -227,12 +227,12 @@ def test_bad_media_requests_get_clear_answers(server: Server) -> None:
     host = make_account(server, "host")
     with server.client(host.token) as client:
         space = client.post("/api/v1/spaces", json={"title": "Probe"}).json()
-    base = space["playlist_url"].rsplit("/", 1)[0]
+    base = space["media_playlist_url"].rsplit("/", 1)[0]
     with httpx.Client(timeout=15) as http:
-        assert http.get(space["playlist_url"]).status_code == 404  # not live yet: no program
+        assert http.get(space["media_playlist_url"]).status_code == 404  # not live yet: no program
         with server.client(host.token) as client:
             client.post(f"/api/v1/spaces/{space['id']}/start")
-        assert http.get(space["playlist_url"]).status_code == 200
+        assert http.get(space["media_playlist_url"]).status_code == 200
         for name in (
             "part-999999-0.m4s",  # far in the future: no waiting, just not there
             "part-00-1.m4s",  # not the canonical name of anything
@@ -249,10 +249,10 @@ def test_bad_media_requests_get_clear_answers(server: Server) -> None:
         for path in ("/hls/../../etc/passwd", "/hls/ABC/live.m3u8", "/hls/x/init.mp4"):
             assert http.get(f"{server.url}{path}").status_code == 404, path
         for query in ("_HLS_part=1", "_HLS_msn=x", "_HLS_msn=-1", "_HLS_msn=99999999"):
-            refused = http.get(f"{space['playlist_url']}?{query}")
+            refused = http.get(f"{space['media_playlist_url']}?{query}")
             assert refused.status_code == 400, query
             assert refused.headers["cache-control"] == "no-store"
         with server.client(host.token) as client:
             client.post(f"/api/v1/spaces/{space['id']}/end")
         # Once ended, delivery directives are ignored, as 8216bis says.
-        assert http.get(f"{space['playlist_url']}?_HLS_msn=99999999").status_code == 200
+        assert http.get(f"{space['media_playlist_url']}?_HLS_msn=99999999").status_code == 200

@@ -68,7 +68,7 @@ def test_kill_9_mid_space_then_restart_recovers_everything_durable(tmp_path: Pat
         # The space is still live after the restart, and its playlist marks the loss.
         deadline = time.monotonic() + 20
         while True:
-            playlist = httpx.get(space["playlist_url"].replace(first.url, second.url)).text
+            playlist = httpx.get(space["media_playlist_url"].replace(first.url, second.url)).text
             if "#EXT-X-GAP" in playlist or time.monotonic() > deadline:
                 break
             time.sleep(0.2)
@@ -83,7 +83,7 @@ def test_kill_9_mid_space_then_restart_recovers_everything_durable(tmp_path: Pat
         # byte for byte the same.
         recovered = _manifest_parts(recording)
         assert recovered[: len(durable)] == durable
-        replay = httpx.get(space["playlist_url"].replace(first.url, second.url)).text
+        replay = httpx.get(space["media_playlist_url"].replace(first.url, second.url)).text
         assert replay.index("#EXT-X-GAP") < replay.index("#EXT-X-DISCONTINUITY")
         assert replay.rstrip().endswith("#EXT-X-ENDLIST")
         for part in durable:
@@ -128,10 +128,10 @@ def test_failing_storage_degrades_the_recording_not_the_broadcast(tmp_path: Path
                     await asyncio.sleep(0.1)
                 assert state["recording"] == "degraded"
                 assert "could not write" in state["recording_detail"]
-                before = (await http.get(space["playlist_url"])).text.count("#EXTINF")
+                before = (await http.get(space["media_playlist_url"])).text.count("#EXTINF")
                 # A listener joining now still hears the speaker, without a stall.
                 heard = await listen(space["playlist_url"], seconds=3.0, out_wav=wav)
-                after = (await http.get(space["playlist_url"])).text.count("#EXTINF")
+                after = (await http.get(space["media_playlist_url"])).text.count("#EXTINF")
                 assert heard.stalls == 0
             speaking.cancel()
             with contextlib.suppress(asyncio.CancelledError):

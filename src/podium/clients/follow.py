@@ -515,6 +515,8 @@ class Follower:
             return
         self._refused = 0 if self._directives else self._refused
         body = response.body
+        if self._playlist is None and not self._directives and self._entered(body):
+            return
         try:
             playlist = self._cache.parse(body)
             if playlist.skipped:
@@ -548,6 +550,23 @@ class Follower:
             )
         else:
             self._play_segments()
+
+    def _entered(self, body: bytes) -> bool:
+        """When ``body`` is a multivariant playlist (a space's entry point): follow its
+        audio variant from now on, and ask for it. Whether it was one."""
+        try:
+            uri = self._cache.variant(body)
+        except ValueError as exc:
+            self._give_up(_PLAYLIST, f"{self._target} offers nothing to play: {exc}")
+            return True
+        if uri is None:
+            return False
+        target = self._resolve(uri)
+        if target is not None:
+            self._url = self._prefix + target[1:]
+            self._path = target.split("#", 1)[0]
+            self._reload("")
+        return True
 
     def _skip(self, playlist: Playlist) -> str:
         """``&_HLS_skip=YES`` when a delta update is offered and the playlist held is

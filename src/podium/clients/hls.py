@@ -3,6 +3,8 @@
 Two formats, both parsed without I/O, strictly enough that a broken or hostile server
 produces a :class:`ValueError` naming the problem rather than nonsense downstream:
 
+* the multivariant playlist, a space's entry point: :func:`parse_multivariant` gives its
+  :class:`Variant` streams and :func:`audio_variant` the one a listener plays;
 * the media playlist (draft-pantos-hls-rfc8216bis, "8216bis" below), including the
   Low-Latency HLS tags: :func:`parse_playlist` gives a :class:`Playlist`;
   :func:`merge_delta` applies a Playlist Delta Update (``EXT-X-SKIP``) to the playlist
@@ -14,7 +16,8 @@ produces a :class:`ValueError` naming the problem rather than nonsense downstrea
 
 Only what a listener needs is modelled; unknown tags are skipped, as 8216bis 6.3.1 asks
 ("Clients MUST: ignore any unrecognized tags"). Features a listener cannot honour
-(encryption, byte ranges, multivariant playlists) are refused with a clear message.
+(encryption, byte ranges, a media playlist where a multivariant one is parsed and the
+other way round) are refused with a clear message.
 Nothing here imports the server side: this is how any third-party player sees Podium.
 """
 
@@ -151,6 +154,92 @@ _DATE = re.compile(
 )
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MULTIVARIANT = {"EXT-X-STREAM-INF", "EXT-X-MEDIA", "EXT-X-I-FRAME-STREAM-INF"}
+
+
+@dataclass(frozen=True, slots=True)
+class Variant:
+    """One ``#EXT-X-STREAM-INF`` of a multivariant playlist (8216bis 4.4.6.2)."""
+
+    uri: str
+    bandwidth: int
+    average_bandwidth: int | None
+    codecs: tuple[str, ...]
+
+
+def is_multivariant(text: str) -> bool:
+    """Whether ``text`` is a multivariant playlist (it lists variant streams)."""
+    return "#EXT-X-STREAM-INF" in text
+
+
+def parse_multivariant(text: str) -> tuple[Variant, ...]:
+    """The variant streams of a multivariant playlist, in the order listed.
+
+    Raises:
+        ValueError: with the line number, for text that is not one: no ``#EXTM3U``, a
+            media playlist's tag, an ``#EXT-X-STREAM-INF`` without ``BANDWIDTH`` or
+            without a URI after it, or no variant at all.
+    """
+    lines = text.splitlines()
+    if not lines or lines[0].strip() != "#EXTM3U":
+        raise ValueError("line 1: not an HLS playlist (it does not start with #EXTM3U)")
+    variants: list[Variant] = []
+    pending: dict[str, str] | None = None
+    for number, raw in enumerate(lines[1:], start=2):
+        line = raw.strip()
+        try:
+            if not line:
+                continue
+            if not line.startswith("#"):
+                if pending is None:
+                    raise ValueError(f"a URI without #EXT-X-STREAM-INF before it: {line[:80]!r}")
+                variants.append(_variant(line, pending))
+                pending = None
+                continue
+            match = _TAG.fullmatch(line)
+            if match is None:
+                continue
+            name, value = match[1], match[2]
+            if name in _MEDIA_ONLY:
+                raise ValueError(f"#{name}: this is a media playlist, not a multivariant one")
+            if name == "EXT-X-STREAM-INF":
+                pending = _attributes(value, name)
+        except ValueError as exc:
+            raise ValueError(f"line {number}: {exc}") from None
+    if pending is not None:
+        raise ValueError(f"line {len(lines)}: #EXT-X-STREAM-INF without a URI after it")
+    if not variants:
+        raise ValueError(f"line {len(lines)}: no #EXT-X-STREAM-INF: no variant to play")
+    return tuple(variants)
+
+
+def audio_variant(variants: tuple[Variant, ...]) -> Variant:
+    """The variant a listener plays: of those whose codecs are all AAC (or undeclared),
+    the one with the highest ``BANDWIDTH``.
+
+    Raises:
+        ValueError: no variant is AAC audio.
+    """
+    playable = [v for v in variants if all(c.startswith("mp4a.40.") for c in v.codecs)]
+    if not playable:
+        listed = ", ".join(",".join(v.codecs) or "?" for v in variants)
+        raise ValueError(f"no variant is AAC audio (codecs: {listed})")
+    return max(playable, key=lambda v: v.bandwidth)
+
+
+def _variant(uri: str, attributes: dict[str, str]) -> Variant:
+    bandwidth = _integer(_required(attributes, "BANDWIDTH", "EXT-X-STREAM-INF"), "BANDWIDTH")
+    average = attributes.get("AVERAGE-BANDWIDTH")
+    codecs = attributes.get("CODECS")
+    listed = _quoted(codecs, "CODECS") if codecs is not None else ""
+    return Variant(
+        uri=uri,
+        bandwidth=bandwidth,
+        average_bandwidth=None if average is None else _integer(average, "AVERAGE-BANDWIDTH"),
+        codecs=tuple(c.strip() for c in listed.split(",") if c.strip()),
+    )
+
+
+_MEDIA_ONLY = {"EXTINF", "EXT-X-TARGETDURATION", "EXT-X-PART", "EXT-X-MEDIA-SEQUENCE"}
 
 
 def parse_playlist(text: str) -> Playlist:

@@ -41,8 +41,11 @@ from podium.clients.hls import (
     Playlist,
     Sample,
     SegmentRef,
+    audio_variant,
+    is_multivariant,
     merge_delta,
     parse_init,
+    parse_multivariant,
     parse_playlist,
     parse_samples,
 )
@@ -556,6 +559,20 @@ class _Listener:
                 + _detail(response),
                 response.status_code,
             )
+        if self.playlist is None and not params and is_multivariant(response.text):
+            # The entry point: play its audio variant, a media playlist, from now on.
+            try:
+                variant = audio_variant(parse_multivariant(response.text))
+            except ValueError as exc:
+                raise ClientError(f"{self.url} offers nothing to play: {exc}") from exc
+            self.url = self.url.join(variant.uri)
+            response = await self._get(self.url, {}, what="the playlist", playlist=True)
+            if not response.is_success:
+                raise ClientError(
+                    f"{self.url} answered {response.status_code} {response.reason_phrase}"
+                    + _detail(response),
+                    response.status_code,
+                )
         try:
             playlist = parse_playlist(response.text)
         except ValueError as exc:
@@ -772,7 +789,8 @@ async def listen(
     rng: random.Random | None = None,
     retry: RetryPolicy = RetryPolicy(),
 ) -> ListenReport:
-    """Listen to the media playlist at ``playlist_url`` for ``seconds`` of wall time.
+    """Listen to the playlist at ``playlist_url`` for ``seconds`` of wall time: a media
+    playlist, or a multivariant one (a space's entry point), whose AAC variant is played.
 
     Follows a live playlist from ``PART-HOLD-BACK`` behind its end (or from its first
     segment with ``from_start``) until ``seconds`` pass or it ends; reads an ended

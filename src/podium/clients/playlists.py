@@ -14,11 +14,30 @@ import zlib
 from typing import Any
 from urllib.parse import urljoin
 
-from podium.clients.hls import PartRef, Playlist, merge_delta, parse_playlist
+from podium.clients.hls import (
+    PartRef,
+    Playlist,
+    audio_variant,
+    is_multivariant,
+    merge_delta,
+    parse_multivariant,
+    parse_playlist,
+)
 from podium.clients.httpwire import requestable
 from podium.clients.listen import Cursor, FetchPart, Step, advance, next_step
 
 _GZIP_MAGIC = b"\x1f\x8b"
+
+
+def _inflated(body: bytes) -> bytes:
+    """``body`` gzip-decompressed if it is compressed (a playlist begins with ``#EXTM3U``,
+    so gzip's magic number tells them apart)."""
+    if body[:2] != _GZIP_MAGIC:
+        return body
+    try:
+        return zlib.decompress(body, wbits=31)
+    except zlib.error as exc:
+        raise ValueError(f"broken gzip: {exc}") from None
 
 
 class PlaylistCache:
@@ -34,6 +53,7 @@ class PlaylistCache:
         self._after: dict[int, tuple[PartRef, Cursor, float]] = {}
         self._steps: dict[tuple[int, int, int], tuple[Playlist, Step]] = {}
         self._skips: dict[int, tuple[Playlist, float | None]] = {}
+        self._variants: dict[bytes, str | None] = {}
 
     def resolve(self, base: str, uri: str) -> str:
         """``uri`` (from the playlist at ``base``) as an absolute URL (RFC 3986 5.2).
@@ -51,6 +71,20 @@ class PlaylistCache:
             self._remember(self._urls, key, url)
         return url
 
+    def variant(self, body: bytes) -> str | None:
+        """The URI of the audio variant when ``body`` is a multivariant playlist (a
+        space's entry point), else ``None``.
+
+        Raises:
+            ValueError: a multivariant playlist with no AAC variant, or broken compression.
+        """
+        if body in self._variants:
+            return self._variants[body]
+        text = _inflated(body).decode("utf-8", errors="replace")
+        uri = audio_variant(parse_multivariant(text)).uri if is_multivariant(text) else None
+        self._remember(self._variants, body, uri)
+        return uri
+
     def parse(self, body: bytes) -> Playlist:
         """The playlist ``body`` holds, gzip-compressed or not (a playlist begins with
         ``#EXTM3U``, so gzip's magic number tells them apart): the crowd receives the same
@@ -61,13 +95,7 @@ class PlaylistCache:
         """
         playlist = self._full.get(body)
         if playlist is None:
-            text = body
-            if body[:2] == _GZIP_MAGIC:
-                try:
-                    text = zlib.decompress(body, wbits=31)
-                except zlib.error as exc:
-                    raise ValueError(f"broken gzip: {exc}") from None
-            playlist = parse_playlist(text.decode("utf-8", errors="replace"))
+            playlist = parse_playlist(_inflated(body).decode("utf-8", errors="replace"))
             self._remember(self._full, body, playlist)
         return playlist
 

@@ -30,6 +30,7 @@ from podium.record.manifest import GapLine, InitLine
 from podium.record.recorder import Recorded, Recorder
 from podium.segment.cadence import Cadence
 from podium.segment.fmp4 import init_segment
+from podium.segment.multivariant import PROGRAM_BITRATE
 from podium.segment.segmenter import Part, Segmenter
 from podium.segment.timeline import GapMarker
 
@@ -37,7 +38,7 @@ log = logging.getLogger("podium.media")
 
 TICK_SECONDS = TICK_SAMPLES / SAMPLE_RATE
 CHANNELS = 1
-BITRATE = 64_000
+BITRATE = PROGRAM_BITRATE
 # Parts waiting for the disk before the recording is declared degraded (8 s of audio).
 MAX_PENDING_WRITES = 32
 # A tick more than this late means the process was stalled; the catch-up is counted.

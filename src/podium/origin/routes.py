@@ -1,4 +1,5 @@
-"""HTTP for listeners and edge caches: the LL-HLS playlist, media objects and the replay.
+"""HTTP for listeners and edge caches: the multivariant playlist (a space's entry point),
+the LL-HLS media playlist, media objects and the replay.
 
 Cache policy by kind (an edge in front of the origin needs nothing else to do the right
 thing):
@@ -7,6 +8,8 @@ thing):
 object                      Cache-Control
 ==========================  ===============================================================
 init, part, segment         ``public, max-age=31536000, immutable``: never changes once made
+index.m3u8 (multivariant)   ``public, max-age=60``, a day once ended: it names the same
+                            media playlist all along
 live playlist               ``public, max-age=1``: the edge coalesces, players re-ask
 playlist with directives    ``public, max-age=6``: the answer to "at least part N" holds
 ended playlist (replay)     ``public, max-age=86400``: final
@@ -28,6 +31,7 @@ from podium.origin.origin import Origin
 from podium.origin.program import Program
 from podium.record.recorder import EXPORT_FILE
 from podium.segment import blocking
+from podium.segment.multivariant import MULTIVARIANT_NAME, render_multivariant
 from podium.segment.names import Kind, parse_name
 
 router = APIRouter(prefix="/hls", tags=["listening"])
@@ -81,6 +85,24 @@ def _program(origin: Origin, space_id: str) -> Program:
     if program is None:
         raise NotFound(f"space {space_id!r} has no program (not live yet, or unknown)")
     return program
+
+
+@router.get(
+    f"/{{space_id}}/{MULTIVARIANT_NAME}",
+    response_class=Response,
+    responses=_answers(PLAYLIST_TYPE),
+)
+async def multivariant(space_id: str, origin: OriginDep) -> Response:
+    """The space's entry point: a multivariant playlist with one audio-only variant
+    (``CODECS="mp4a.40.2"``), the media playlist ``live.m3u8``. The same for the live
+    space and its replay."""
+    program = _program(origin, space_id)
+    cache = "public, max-age=86400" if program.playlist.ended else "public, max-age=60"
+    return Response(
+        render_multivariant(),
+        media_type=PLAYLIST_TYPE,
+        headers={"Cache-Control": cache, **CORS},
+    )
 
 
 @router.get(

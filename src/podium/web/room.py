@@ -249,7 +249,8 @@ def _admitted(
         "expires_at": clock.rfc3339(now + TICKET_TTL_S),
         "beacon_every_s": 15,
         "state_url": f"{base}/api/v1/spaces/{space.id}/state",
-        "playlist_url": f"{base}/hls/{space.id}/live.m3u8",
+        "playlist_url": f"{base}/hls/{space.id}/index.m3u8",
+        "media_playlist_url": f"{base}/hls/{space.id}/live.m3u8",
     }
     if status == "replay":
         room.audience.replay_play(now)

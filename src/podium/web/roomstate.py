@@ -127,7 +127,8 @@ def build_document(context: Context, space: Space, room: LiveRoom, now: float) -
     audience = room.audience.snapshot(now)
     links: dict[str, str] = {
         "page": f"{base}/s/{space.id}",
-        "playlist": f"{base}/hls/{space.id}/live.m3u8",
+        "playlist": f"{base}/hls/{space.id}/index.m3u8",
+        "media_playlist": f"{base}/hls/{space.id}/live.m3u8",
         "calendar": f"{base}/api/v1/spaces/{space.id}/calendar.ics",
     }
     if space.status is SpaceStatus.ENDED:

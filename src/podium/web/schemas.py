@@ -125,7 +125,12 @@ class SpaceOut(BaseModel):
     page_url: str = Field(description="The space's public page.")
     whip_url: str = Field(description="Where speakers publish audio (WHIP, RFC 9725).")
     playlist_url: str = Field(
-        description="The LL-HLS media playlist: live while the space is, then the replay."
+        description="The entry point for any HLS player: a multivariant playlist whose one "
+        'audio-only variant (CODECS="mp4a.40.2") is the media playlist; live while the '
+        "space is, then the replay."
+    )
+    media_playlist_url: str = Field(
+        description="The LL-HLS media playlist itself, for clients that take one directly."
     )
     replay_url: str = Field(description="The whole space as one M4A file, once ended.")
     state_url: str = Field(description="The room state document (cacheable, long-poll).")

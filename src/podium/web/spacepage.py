@@ -101,7 +101,7 @@ def _player(space: Space, base_url: str) -> str:
         hidden = "" if name == shown else " hidden"
         return f'<div class="view" data-view="{name}"{hidden}>{content}</div>'
 
-    hls = escape(f"{base_url}/hls/{space.id}/live.m3u8")
+    hls = escape(f"{base_url}/hls/{space.id}/index.m3u8")
     return f"""<section class="player" id="player" aria-label="Listen" aria-live="polite">
 {
         view(

@@ -148,7 +148,7 @@ export class ReplayPlayer {
     this.root = root;
     this.audio = $("#replay-audio", root);
     this.fileUrl = `/hls/${spaceId}/replay.m4a`;
-    this.playlistUrl = `/hls/${spaceId}/live.m3u8`;
+    this.playlistUrl = `/hls/${spaceId}/index.m3u8`;
     this.hlsUrl = hlsUrl;
     this.hls = null;
     this.loaded = false;

@@ -159,7 +159,7 @@ function startPlayer() {
   $("#stop-btn").hidden = false;
   $("#playing-title").textContent = "Listening live";
   $("#latency").textContent = "Buffering…";
-  page.live = new LivePlayer($("#audio"), `/hls/${spaceId}/live.m3u8`, data.hls, {
+  page.live = new LivePlayer($("#audio"), `/hls/${spaceId}/index.m3u8`, data.hls, {
     onStatus: (status, detail) => {
       if (status === "blocked") {
         stopPlayer();

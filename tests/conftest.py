@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from harness import Account, Server, make_account, start_server
+from harness import Account, Server, make_account, start_shared_server
+from services import Postgres
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -25,18 +26,34 @@ def away_from_the_checkout(tmp_path_factory: pytest.TempPathFactory) -> Iterator
 
 @pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """One server for the whole run; tests create their own accounts to stay independent.
-    Sign-in limits are raised so that tests signing in do not throttle each other."""
-    running = start_server(
-        tmp_path_factory.mktemp("podium") / "data",
-        env={
-            "PODIUM_SIGNIN_BURST": "10000",
-            "PODIUM_LOG_LEVEL": "warning",
-            "PODIUM_EXACT_AUDIENCE": "true",
-        },
-    )
+    """One server for the whole run; tests create their own accounts to stay independent."""
+    running = start_shared_server(tmp_path_factory.mktemp("podium") / "data")
     yield running
     running.stop()
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def server_on_each_database(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
+    """A server a module shares, on each database in turn (a suite's ``conftest.py``
+    makes it that suite's ``server``). Per module, not per run: the live spaces a module
+    leaves behind stop with it, and do not take CPU from the suites after it."""
+    url = ""
+    if request.param == "postgresql":
+        cluster: Postgres = request.getfixturevalue("postgres")
+        url = cluster.create_database("shared")
+    running = start_shared_server(tmp_path_factory.mktemp("podium") / "data", url)
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Postgres]:
+    """One throwaway PostgreSQL for the run; each user creates a database of its own."""
+    cluster = Postgres()
+    yield cluster
+    cluster.close()
 
 
 @pytest.fixture

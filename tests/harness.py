@@ -15,6 +15,13 @@ import httpx
 
 PODIUM = [sys.executable, "-m", "podium"]
 URL_LINE = re.compile(r"Podium is listening on (http://\S+)")
+# What a shared test server is told: sign-in limits raised so that tests signing in do not
+# throttle each other, and an exact audience count.
+SHARED_SERVER_ENV = {
+    "PODIUM_SIGNIN_BURST": "10000",
+    "PODIUM_LOG_LEVEL": "warning",
+    "PODIUM_EXACT_AUDIENCE": "true",
+}
 
 
 @dataclass
@@ -22,6 +29,7 @@ class Server:
     url: str
     data_dir: Path
     process: subprocess.Popen[str]
+    database_url: str = ""  # empty: the embedded SQLite file in data_dir
     stdout_lines: list[str] = field(default_factory=list)
     stderr_lines: list[str] = field(default_factory=list)
     pumps: list[threading.Thread] = field(default_factory=list)
@@ -70,7 +78,12 @@ def start_server(
         env=full_env,
         cwd=cwd,
     )
-    server = Server(url="", data_dir=data_dir, process=process)
+    server = Server(
+        url="",
+        data_dir=data_dir,
+        process=process,
+        database_url=full_env.get("PODIUM_DATABASE_URL", ""),
+    )
     found = threading.Event()
 
     def pump_stdout() -> None:
@@ -98,6 +111,28 @@ def start_server(
         server.stop()
         raise RuntimeError("podium serve did not start:\n" + "".join(server.stderr_lines))
     return server
+
+
+def migrate(database_url: str) -> str:
+    """``podium migrate`` on a database; returns what it printed."""
+    done = subprocess.run(
+        [*PODIUM, "migrate", "--database-url", database_url],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def start_shared_server(data_dir: Path, database_url: str = "") -> Server:
+    """The server a suite shares, on the embedded SQLite database or, given its URL, on
+    a PostgreSQL database (migrated first, as an operator would)."""
+    env = dict(SHARED_SERVER_ENV)
+    if database_url:
+        migrate(database_url)
+        env["PODIUM_DATABASE_URL"] = database_url
+    return start_server(data_dir, env=env)
 
 
 _counter = iter(range(1_000_000))

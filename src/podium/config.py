@@ -41,6 +41,10 @@ class Settings:
     """Everything ``podium serve`` can be told. Field names are the TOML keys."""
 
     data_dir: Path = Path("podium-data")
+    # The control plane's database. Empty: the embedded SQLite file in data_dir. For a
+    # fleet, one PostgreSQL that every node shares: postgresql://user:password@host/name.
+    # Kept out of repr: it may carry a password.
+    database_url: str = dataclasses.field(default="", repr=False)
     host: str = "127.0.0.1"
     port: int = 8080
     # The address people use to reach this server (behind a proxy or CDN it differs from
@@ -196,7 +200,7 @@ def _coerce(name: str, raw: Any, source: str) -> Any:
             raise ValueError("not a string")
         return raw
     except ValueError as exc:
-        shown = "(secret)" if name == "secret_key" else repr(raw)
+        shown = "(secret)" if name in {"secret_key", "database_url"} else repr(raw)
         raise ConfigError(f"{source}: invalid value {shown}: {exc}") from exc
 
 

@@ -26,7 +26,7 @@ from podium import clock
 from podium.clients.speak import WavSource, speak
 from podium.config import Secret, Settings
 from podium.control.accounts import Accounts, User
-from podium.control.db import Database
+from podium.control.db import Database, database_url
 from podium.control.lifecycle import Action, SpaceStatus
 from podium.control.ratelimit import TokenBuckets
 from podium.control.rooms import Rooms
@@ -105,11 +105,30 @@ def ensure_owner(accounts: Accounts, data_dir: Path) -> bool:
     return True
 
 
+def open_database(settings: Settings) -> Database:
+    """The control plane's database, at the schema this Podium runs on.
+
+    The embedded SQLite file is upgraded here, so a newcomer never runs a migration; a
+    shared PostgreSQL is upgraded by ``podium migrate`` (once, as a step of a deploy), and
+    a node refuses to start on one at another revision.
+    """
+    db = Database(database_url(settings.database_url, settings.data_dir))
+    try:
+        if db.dialect == "sqlite":
+            db.upgrade()
+        else:
+            db.require_current()
+    except BaseException:
+        db.close()
+        raise
+    return db
+
+
 def build(settings: Settings) -> tuple[FastAPI, Context, bool]:
     """Build the application for ``settings``; return it, its context and whether the
     owner account was created just now."""
     settings = prepare_data_dir(settings)
-    db = Database(settings.data_dir / "podium.sqlite3")
+    db = open_database(settings)
     accounts = Accounts(db)
     owner_created = ensure_owner(accounts, settings.data_dir)
     per_second = settings.signin_per_minute / 60

@@ -62,6 +62,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--data", dest="data_dir", type=Path, help="data directory (default ./podium-data)"
     )
+    serve.add_argument(
+        "--database-url",
+        metavar="URL",
+        help="shared PostgreSQL (postgresql://…) for a fleet; default the embedded SQLite file",
+    )
     serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port to listen on (default 8080; 0 picks one)")
     serve.add_argument("--public-url", help="the URL people use to reach this server")
@@ -86,6 +91,23 @@ def build_parser() -> argparse.ArgumentParser:
         "--join-pow", choices=["auto", "on", "off"], help="proof of work on joining (auto)"
     )
     serve.set_defaults(handler=_serve)
+
+    migrate = commands.add_parser(
+        "migrate", help="upgrade the database's schema to this version's (run once per deploy)"
+    )
+    migrate.add_argument("--config", type=Path, help="TOML settings file (as for serve)")
+    migrate.add_argument(
+        "--data", dest="data_dir", type=Path, help="data directory (default ./podium-data)"
+    )
+    migrate.add_argument(
+        "--database-url", metavar="URL", help="the database (default the embedded SQLite file)"
+    )
+    migrate.add_argument(
+        "--check",
+        action="store_true",
+        help="change nothing: exit 0 if the schema is current, 3 if it needs upgrading",
+    )
+    migrate.set_defaults(handler=_migrate)
 
     user = commands.add_parser("user", help="accounts").add_subparsers(metavar="ACTION")
     add = user.add_parser("add", help="create an account (needs an administrator's token)")
@@ -346,7 +368,8 @@ def _serve(args: argparse.Namespace) -> int:
     flags = {
         name: getattr(args, name)
         for name in (
-            *("data_dir", "host", "port", "public_url", "log_format", "log_level", "demo"),
+            *("data_dir", "database_url", "host", "port", "public_url"),
+            *("log_format", "log_level", "demo"),
             *("max_listeners", "max_join_rate", "join_pow"),
         )
     }
@@ -369,6 +392,37 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"API docs: {info.url}/docs  ·  stop with Ctrl-C", flush=True)
 
     server.serve(settings, started)
+    return 0
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    from podium.config import load_settings
+    from podium.control.db import Database, database_url
+
+    flags = {"data_dir": args.data_dir, "database_url": args.database_url}
+    settings = load_settings(flags, config_file=args.config)
+    if not settings.database_url:
+        settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    db = Database(database_url(settings.database_url, settings.data_dir))
+    try:
+        if args.check:
+            state = db.schema()
+            shown = "empty" if state.current is None else f"at revision {state.current}"
+            if state.up_to_date:
+                print(f"{db.description}: {shown}, the newest")
+                return 0
+            print(f"{db.description}: {shown}; `podium migrate` brings it to {state.head}")
+            return 3
+        before, after = db.upgrade()
+    finally:
+        db.close()
+    if before.up_to_date:
+        print(f"{db.description}: already at revision {after.current}, the newest")
+    else:
+        was = "empty" if before.current is None else f"revision {before.current}"
+        if before.legacy:
+            was += " (as an older Podium numbered it)"
+        print(f"{db.description}: upgraded from {was} to revision {after.current}")
     return 0
 
 

@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import re
 import secrets
-import sqlite3
 from dataclasses import dataclass
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import delete, func, insert, select, update
 
 from podium.control.credentials import Credential, hash_secret, new_id
-from podium.control.db import Database
+from podium.control.db import Database, IntegrityError, Record
+from podium.control.schema import api_tokens, sessions, users
 from podium.errors import Conflict, InvalidInput, NotFound, Unauthenticated
 
 HANDLE_PATTERN = re.compile(r"^[a-z0-9_]{2,30}$")
@@ -77,18 +78,19 @@ def hash_password(password: str) -> str:
     return _hasher.hash(validate_password(password))
 
 
-def _user(row: sqlite3.Row) -> User:
+def _user(row: Record) -> User:
+    fields = row._mapping
     return User(
-        id=row["id"],
-        handle=row["handle"],
-        display_name=row["display_name"],
-        is_admin=bool(row["is_admin"]),
-        created_at=row["created_at"],
+        id=fields["id"],
+        handle=fields["handle"],
+        display_name=fields["display_name"],
+        is_admin=bool(fields["is_admin"]),
+        created_at=fields["created_at"],
     )
 
 
 class Accounts:
-    """Users and their credentials, stored in the embedded database."""
+    """Users and their credentials, stored in the control plane's database."""
 
     def __init__(self, db: Database) -> None:
         self._db = db
@@ -113,26 +115,31 @@ class Accounts:
         try:
             with self._db.transaction() as conn:
                 conn.execute(
-                    "INSERT INTO users (id, handle, display_name, password_hash, is_admin,"
-                    " created_at) VALUES (?, ?, ?, ?, ?, ?)",
-                    (user.id, handle, display_name, password_hash, int(is_admin), now),
+                    insert(users).values(
+                        id=user.id,
+                        handle=handle,
+                        display_name=display_name,
+                        password_hash=password_hash,
+                        is_admin=int(is_admin),
+                        created_at=now,
+                    )
                 )
-        except sqlite3.IntegrityError as exc:
+        except IntegrityError as exc:
             raise Conflict(f"the handle {handle!r} is taken") from exc
         return user
 
     def get_user(self, user_id: str) -> User:
-        rows = self._db.query("SELECT * FROM users WHERE id = ?", (user_id,))
+        rows = self._db.query(select(users).where(users.c.id == user_id))
         if not rows:
             raise NotFound("no such user")
         return _user(rows[0])
 
     def find_by_handle(self, handle: str) -> User | None:
-        rows = self._db.query("SELECT * FROM users WHERE handle = ?", (handle,))
+        rows = self._db.query(select(users).where(users.c.handle == handle))
         return _user(rows[0]) if rows else None
 
     def count_users(self) -> int:
-        return int(self._db.query("SELECT count(*) FROM users")[0][0])
+        return int(self._db.query(select(func.count()).select_from(users))[0][0])
 
     def check_password(self, handle: str, password: str) -> User:
         """Return the user if ``password`` is right; else raise :class:`Unauthenticated`.
@@ -140,8 +147,8 @@ class Accounts:
         CPU-heavy (Argon2): call it off the event loop. The same message is given for an
         unknown handle and a wrong password.
         """
-        rows = self._db.query("SELECT * FROM users WHERE handle = ?", (handle,))
-        stored = rows[0]["password_hash"] if rows else None
+        rows = self._db.query(select(users).where(users.c.handle == handle))
+        stored = rows[0].password_hash if rows else None
         try:
             _hasher.verify(stored or _DUMMY_HASH, password)
             ok = stored is not None
@@ -158,17 +165,22 @@ class Accounts:
         credential = Credential.new(TOKEN_PREFIX)
         with self._db.transaction() as conn:
             conn.execute(
-                "INSERT INTO api_tokens (id, user_id, name, secret_hash, created_at)"
-                " VALUES (?, ?, ?, ?, ?)",
-                (credential.id, user_id, name, hash_secret(credential.secret), now),
+                insert(api_tokens).values(
+                    id=credential.id,
+                    user_id=user_id,
+                    name=name,
+                    secret_hash=hash_secret(credential.secret),
+                    created_at=now,
+                )
             )
         return TokenInfo(credential.id, name, now, None, None), credential.render()
 
     def list_tokens(self, user_id: str) -> list[TokenInfo]:
+        t = api_tokens.c
         rows = self._db.query(
-            "SELECT id, name, created_at, last_used_at, revoked_at FROM api_tokens"
-            " WHERE user_id = ? ORDER BY created_at",
-            (user_id,),
+            select(t.id, t.name, t.created_at, t.last_used_at, t.revoked_at)
+            .where(t.user_id == user_id)
+            .order_by(t.created_at)
         )
         return [TokenInfo(r[0], r[1], r[2], r[3], r[4]) for r in rows]
 
@@ -176,9 +188,9 @@ class Accounts:
         """Revoke one of the user's own tokens. Another user's token is "not found"."""
         with self._db.transaction() as conn:
             cursor = conn.execute(
-                "UPDATE api_tokens SET revoked_at = coalesce(revoked_at, ?)"
-                " WHERE id = ? AND user_id = ?",
-                (now, token_id, user_id),
+                update(api_tokens)
+                .where(api_tokens.c.id == token_id, api_tokens.c.user_id == user_id)
+                .values(revoked_at=func.coalesce(api_tokens.c.revoked_at, now))
             )
             if cursor.rowcount == 0:
                 raise NotFound("no such token")
@@ -189,17 +201,17 @@ class Accounts:
         if credential is None:
             raise Unauthenticated("malformed API token")
         rows = self._db.query(
-            "SELECT t.secret_hash, t.revoked_at, u.* FROM api_tokens t"
-            " JOIN users u ON u.id = t.user_id WHERE t.id = ?",
-            (credential.id,),
+            select(api_tokens.c.secret_hash, api_tokens.c.revoked_at, users)
+            .join(users, users.c.id == api_tokens.c.user_id)
+            .where(api_tokens.c.id == credential.id)
         )
-        if not rows or not credential.matches(rows[0]["secret_hash"]):
+        if not rows or not credential.matches(rows[0].secret_hash):
             raise Unauthenticated("invalid API token")
-        if rows[0]["revoked_at"] is not None:
+        if rows[0].revoked_at is not None:
             raise Unauthenticated("this API token has been revoked")
         with self._db.transaction() as conn:
             conn.execute(
-                "UPDATE api_tokens SET last_used_at = ? WHERE id = ?", (now, credential.id)
+                update(api_tokens).where(api_tokens.c.id == credential.id).values(last_used_at=now)
             )
         return _user(rows[0])
 
@@ -210,18 +222,16 @@ class Accounts:
         credential = Credential.new(SESSION_PREFIX)
         session = Session(user, credential.id, secrets.token_urlsafe(24), now + ttl_s)
         with self._db.transaction() as conn:
-            conn.execute("DELETE FROM sessions WHERE expires_at < ?", (now,))
+            conn.execute(delete(sessions).where(sessions.c.expires_at < now))
             conn.execute(
-                "INSERT INTO sessions (id, user_id, secret_hash, csrf_token, created_at,"
-                " expires_at) VALUES (?, ?, ?, ?, ?, ?)",
-                (
-                    credential.id,
-                    user.id,
-                    hash_secret(credential.secret),
-                    session.csrf_token,
-                    now,
-                    session.expires_at,
-                ),
+                insert(sessions).values(
+                    id=credential.id,
+                    user_id=user.id,
+                    secret_hash=hash_secret(credential.secret),
+                    csrf_token=session.csrf_token,
+                    created_at=now,
+                    expires_at=session.expires_at,
+                )
             )
         return session, credential.render()
 
@@ -229,18 +239,19 @@ class Accounts:
         credential = Credential.parse(cookie, SESSION_PREFIX)
         if credential is None:
             raise Unauthenticated("malformed session cookie")
+        s = sessions.c
         rows = self._db.query(
-            "SELECT s.secret_hash, s.csrf_token, s.expires_at, u.* FROM sessions s"
-            " JOIN users u ON u.id = s.user_id WHERE s.id = ?",
-            (credential.id,),
+            select(s.secret_hash, s.csrf_token, s.expires_at, users)
+            .join(users, users.c.id == s.user_id)
+            .where(s.id == credential.id)
         )
-        if not rows or not credential.matches(rows[0]["secret_hash"]):
+        if not rows or not credential.matches(rows[0].secret_hash):
             raise Unauthenticated("your session is not valid; sign in again")
-        if rows[0]["expires_at"] <= now:
+        if rows[0].expires_at <= now:
             raise Unauthenticated("your session has expired; sign in again")
         row = rows[0]
-        return Session(_user(row), credential.id, row["csrf_token"], row["expires_at"])
+        return Session(_user(row), credential.id, row.csrf_token, row.expires_at)
 
     def end_session(self, session_id: str) -> None:
         with self._db.transaction() as conn:
-            conn.execute("DELETE FROM sessions WHERE id = ?", (session_id,))
+            conn.execute(delete(sessions).where(sessions.c.id == session_id))

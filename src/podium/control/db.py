@@ -1,84 +1,108 @@
-"""The embedded SQLite database: opening it, and its schema with numbered migrations.
+"""The control plane's database: SQLite on one machine, PostgreSQL for a fleet.
 
-One connection in WAL mode, used from the event-loop thread; statements are short and
-indexed, so they never hold the loop for long. ``PRAGMA user_version`` records how many
-migrations have run.
+One data-access layer for both, on SQLAlchemy Core: the tables are
+:mod:`podium.control.schema`, the versioned migrations :mod:`podium.control.migrations`
+(Alembic). ``podium migrate`` upgrades a database; ``podium serve`` upgrades the embedded
+SQLite file by itself (a newcomer never runs a migration) and refuses a PostgreSQL
+database that is not at the schema it knows.
+
+Statements are short and indexed and run on the calling thread. Errors are translated
+here: a database that cannot be reached (PostgreSQL down, a network cut, SQLite locked
+past its timeout) is :class:`DatabaseUnavailable`, answered 503 with ``Retry-After``;
+after such a failure further calls fail at once for a moment instead of each waiting
+out a connect timeout, so an outage does not stall the event loop that also serves
+listening and joining.
 """
 
 from __future__ import annotations
 
 import os
-import sqlite3
 import stat
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeAlias
 
-from podium.errors import StorageError
-
-MIGRATIONS: tuple[str, ...] = (
-    """
-    CREATE TABLE users (
-        id            TEXT PRIMARY KEY,
-        handle        TEXT NOT NULL UNIQUE,
-        display_name  TEXT NOT NULL,
-        password_hash TEXT,
-        is_admin      INTEGER NOT NULL DEFAULT 0,
-        created_at    REAL NOT NULL
-    );
-    CREATE TABLE api_tokens (
-        id           TEXT PRIMARY KEY,
-        user_id      TEXT NOT NULL REFERENCES users(id),
-        name         TEXT NOT NULL,
-        secret_hash  BLOB NOT NULL,
-        created_at   REAL NOT NULL,
-        last_used_at REAL,
-        revoked_at   REAL
-    );
-    CREATE INDEX api_tokens_user ON api_tokens(user_id);
-    CREATE TABLE sessions (
-        id          TEXT PRIMARY KEY,
-        user_id     TEXT NOT NULL REFERENCES users(id),
-        secret_hash BLOB NOT NULL,
-        csrf_token  TEXT NOT NULL,
-        created_at  REAL NOT NULL,
-        expires_at  REAL NOT NULL
-    );
-    CREATE TABLE spaces (
-        id              TEXT PRIMARY KEY,
-        host_id         TEXT NOT NULL REFERENCES users(id),
-        title           TEXT NOT NULL,
-        description     TEXT NOT NULL,
-        status          TEXT NOT NULL,
-        scheduled_start REAL,
-        created_at      REAL NOT NULL,
-        started_at      REAL,
-        ended_at        REAL
-    );
-    CREATE INDEX spaces_status ON spaces(status, created_at);
-    """,
-    """
-    CREATE TABLE stages (
-        space_id TEXT PRIMARY KEY REFERENCES spaces(id),
-        document TEXT NOT NULL
-    );
-    CREATE TABLE audit (
-        id       INTEGER PRIMARY KEY AUTOINCREMENT,
-        space_id TEXT NOT NULL REFERENCES spaces(id),
-        at       REAL NOT NULL,
-        actor    TEXT NOT NULL,
-        action   TEXT NOT NULL,
-        target   TEXT NOT NULL,
-        detail   TEXT NOT NULL
-    );
-    CREATE INDEX audit_space ON audit(space_id, id);
-    CREATE TABLE audience (
-        space_id TEXT PRIMARY KEY REFERENCES spaces(id),
-        document TEXT NOT NULL
-    );
-    """,
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from alembic.util.exc import CommandError
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
+from sqlalchemy.engine import Row, make_url
+from sqlalchemy.exc import (
+    ArgumentError,
+    DBAPIError,
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+    SQLAlchemyError,
 )
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+from sqlalchemy.sql import Executable
+
+from podium.control import migrations
+from podium.errors import ConfigError, StorageError
+
+SQLITE_FILE = "podium.sqlite3"
+# How long a client is told to wait, and how long this node stops trying, after the
+# database could not be reached.
+UNAVAILABLE_RETRY_S = 5.0
+FAIL_FAST_S = 1.0
+CONNECT_TIMEOUT_S = 3
+# A row of any columns, as the statements here return them.
+Record: TypeAlias = Row[*tuple[Any, ...]]
+# Revisions that ``PRAGMA user_version`` numbered before migrations were Alembic's.
+_LEGACY_REVISIONS = {1: "0001", 2: "0002"}
+
+__all__ = [
+    "SQLITE_FILE",
+    "Database",
+    "DatabaseUnavailable",
+    "IntegrityError",
+    "Record",
+    "SchemaState",
+]
+
+
+class DatabaseUnavailable(StorageError):
+    """The database cannot be reached now; worth trying again shortly."""
+
+    retry_after = UNAVAILABLE_RETRY_S
+
+
+@dataclass(frozen=True, slots=True)
+class SchemaState:
+    """Where a database's schema stands against the migrations this Podium has."""
+
+    current: str | None  # None: an empty database
+    head: str
+    legacy: bool = False  # numbered by PRAGMA user_version, not yet by Alembic
+
+    @property
+    def up_to_date(self) -> bool:
+        return self.current == self.head and not self.legacy
+
+
+def database_url(setting: str, data_dir: Path) -> str:
+    """The SQLAlchemy URL for the ``database_url`` setting: empty means the embedded
+    SQLite file in the data directory; ``postgresql://`` URLs use psycopg 3."""
+    if not setting:
+        return f"sqlite+pysqlite:///{data_dir / SQLITE_FILE}"
+    try:
+        url = make_url(setting)
+    except ArgumentError as exc:
+        raise ConfigError(f"database_url: not a database URL: {exc}") from exc
+    if url.drivername in {"postgresql", "postgres", "postgresql+psycopg"}:
+        return url.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
+    if url.drivername in {"sqlite", "sqlite+pysqlite"} and url.database:
+        return url.set(drivername="sqlite+pysqlite").render_as_string(hide_password=False)
+    raise ConfigError(
+        f"database_url: {url.drivername!r} is not supported; use postgresql://… or sqlite:///…"
+    )
 
 
 def _private(path: Path) -> None:
@@ -92,59 +116,206 @@ def _private(path: Path) -> None:
             file.chmod(0o600)
 
 
-class Database:
-    """A SQLite connection with the schema brought up to date.
+def _sqlite_engine(url: str, path: Path) -> Engine:
+    engine = create_engine(url, connect_args={"check_same_thread": False})
 
-    Raises :class:`StorageError` if the file cannot be opened or migrated.
+    @event.listens_for(engine, "connect")
+    def _configure(dbapi_connection: Any, _record: Any) -> None:
+        # Transactions are begun below, not by the driver, so that a write transaction
+        # takes SQLite's write lock at its start (BEGIN IMMEDIATE): a read-then-write
+        # such as a lifecycle step cannot interleave with another writer's.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=5000")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(connection: Connection) -> None:
+        write = connection.get_execution_options().get("podium_write", False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+    _private(path)
+    return engine
+
+
+class Database:
+    """The control plane's database at ``url`` (see :func:`database_url`).
+
+    Opening does not change the schema: :meth:`upgrade` does, :meth:`require_current`
+    refuses a schema this Podium does not run on. Raises :class:`StorageError` if the
+    database cannot be opened.
     """
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    def __init__(self, url: str) -> None:
+        self.url = url
+        parsed = make_url(url)
+        self.dialect = parsed.get_backend_name()
+        # How messages name it: the file, or the URL without its password.
+        self.description = (
+            str(parsed.database)
+            if self.dialect == "sqlite"
+            else parsed.render_as_string(hide_password=True)
+        )
         self._lock = threading.Lock()
+        self._down_until = 0.0
         try:
-            _private(path)
-            self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-            self._conn.row_factory = sqlite3.Row
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA foreign_keys=ON")
-            self._conn.execute("PRAGMA busy_timeout=5000")
-            self._migrate()
-        except (sqlite3.Error, OSError) as exc:
-            raise StorageError(f"cannot open database {path}: {exc}") from exc
+            if self.dialect == "sqlite":
+                self.path: Path | None = Path(str(parsed.database))
+                self._engine = _sqlite_engine(url, self.path)
+            else:
+                self.path = None
+                self._engine = create_engine(
+                    url,
+                    pool_pre_ping=True,
+                    pool_size=5,
+                    max_overflow=10,
+                    pool_timeout=CONNECT_TIMEOUT_S,
+                    connect_args={
+                        "connect_timeout": CONNECT_TIMEOUT_S,
+                        "application_name": "podium",
+                    },
+                )
+        except (SQLAlchemyError, OSError) as exc:
+            raise StorageError(f"cannot open database {self.description}: {exc}") from exc
 
-    def _migrate(self) -> None:
-        (version,) = self._conn.execute("PRAGMA user_version").fetchone()
-        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-            self._conn.executescript(f"BEGIN;\n{script}\nPRAGMA user_version={number};\nCOMMIT;")
+    # -- schema ------------------------------------------------------------------------
+
+    def _alembic(self, connection: Connection) -> Config:
+        config = Config()
+        config.set_main_option("script_location", str(Path(migrations.__file__).parent))
+        config.attributes["connection"] = connection
+        return config
+
+    def schema(self) -> SchemaState:
+        """Where this database's schema stands; raises :class:`StorageError` for a schema
+        this Podium does not know (made by a newer version, or not Podium's)."""
+        with self._connect() as connection:
+            return self._schema(connection)
+
+    def _schema(self, connection: Connection) -> SchemaState:
+        script = ScriptDirectory.from_config(self._alembic(connection))
+        head = script.get_current_head()
+        assert head is not None
+        current = MigrationContext.configure(connection).get_current_revision()
+        legacy = False
+        if current is None:
+            tables = set(inspect(connection).get_table_names())
+            if self.dialect == "sqlite":
+                (number,) = connection.exec_driver_sql("PRAGMA user_version").one()
+                if number in _LEGACY_REVISIONS:
+                    current, legacy = _LEGACY_REVISIONS[number], True
+                elif number or tables:
+                    raise StorageError(
+                        f"the database {self.description} has a schema this Podium does not"
+                        f" know (user_version {number}): it was made by a newer Podium, or"
+                        " it is not Podium's"
+                    )
+            elif tables:
+                raise StorageError(
+                    f"the database {self.description} holds tables but no Podium schema"
+                    f" revision ({', '.join(sorted(tables)[:5])}): give Podium a database"
+                    " of its own"
+                )
+        if current is not None:
+            try:
+                script.get_revision(current)
+            except CommandError as exc:
+                raise StorageError(
+                    f"the database {self.description} is at schema revision {current!r},"
+                    f" which this Podium does not know (it knows up to {head!r}): it was"
+                    " upgraded by a newer Podium; run that version or a newer one"
+                ) from exc
+        return SchemaState(current=current, head=head, legacy=legacy)
+
+    def upgrade(self, target: str = "head") -> tuple[SchemaState, SchemaState]:
+        """Bring the schema to the newest revision (or ``target``); return where it stood
+        before and after.
+
+        A database numbered by the old ``user_version`` scheme is adopted at its revision
+        first. Two nodes upgrading one PostgreSQL at once take turns.
+        """
+        with self._connect(write=True) as connection:
+            before = self._schema(connection)
+            config = self._alembic(connection)
+            try:
+                if before.legacy:
+                    assert before.current is not None
+                    command.stamp(config, before.current)
+                    connection.commit()
+                command.upgrade(config, target)
+                connection.commit()
+            except SQLAlchemyError as exc:
+                raise self._translate(exc) from exc
+            return before, self._schema(connection)
+
+    def require_current(self) -> SchemaState:
+        """Raise :class:`StorageError`, saying what to do, unless the schema is the newest."""
+        state = self.schema()
+        if not state.up_to_date:
+            shown = "empty" if state.current is None else f"at revision {state.current!r}"
+            raise StorageError(
+                f"the database {self.description} is {shown}; this Podium needs revision"
+                f" {state.head!r}: run `podium migrate` with the same database_url first"
+            )
+        return state
+
+    # -- statements --------------------------------------------------------------------
 
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        """Run statements atomically; SQLite errors become :class:`StorageError`."""
-        with self._lock:
-            try:
-                self._conn.execute("BEGIN IMMEDIATE")
-                try:
-                    yield self._conn
-                except BaseException:
-                    self._conn.execute("ROLLBACK")
-                    raise
-                self._conn.execute("COMMIT")
-            except sqlite3.IntegrityError:
-                raise
-            except sqlite3.Error as exc:
-                raise StorageError(f"database error: {exc}") from exc
+    def _connect(self, *, write: bool = False) -> Iterator[Connection]:
+        if self.dialect != "sqlite" and time.monotonic() < self._down_until:
+            raise DatabaseUnavailable(
+                f"the database {self.description} is unreachable; try again shortly"
+            )
+        try:
+            with self._engine.connect() as connection:
+                if write:
+                    connection.execution_options(podium_write=True)
+                yield connection
+        except IntegrityError:
+            raise
+        except SQLAlchemyError as exc:
+            raise self._translate(exc) from exc
 
-    def query(self, sql: str, params: tuple[object, ...] = ()) -> list[sqlite3.Row]:
-        with self._lock:
-            try:
-                return self._conn.execute(sql, params).fetchall()
-            except sqlite3.Error as exc:
-                raise StorageError(f"database error: {exc}") from exc
+    def _translate(self, exc: SQLAlchemyError) -> StorageError:
+        unreachable = isinstance(exc, OperationalError | InterfaceError | PoolTimeout) or (
+            isinstance(exc, DBAPIError) and exc.connection_invalidated
+        )
+        if not unreachable:
+            return StorageError(f"database error: {exc.__class__.__name__}: {_first_line(exc)}")
+        if self.dialect != "sqlite":
+            with self._lock:
+                self._down_until = time.monotonic() + FAIL_FAST_S
+        return DatabaseUnavailable(
+            f"the database {self.description} is unreachable ({_first_line(exc)}); try"
+            " again shortly"
+        )
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        """Run statements atomically: all of them, or (if anything raises) none.
+
+        :class:`IntegrityError` (a unique key taken) passes through for the caller to
+        word; every other database error becomes :class:`StorageError`.
+        """
+        with self._connect(write=True) as connection, connection.begin():
+            yield connection
+
+    def query(self, statement: Executable) -> Sequence[Record]:
+        """The rows of one read-only statement."""
+        with self._connect() as connection:
+            return connection.execute(statement).all()
 
     def check(self) -> None:
         """Raise :class:`StorageError` unless the database answers a query."""
-        self.query("SELECT 1")
+        self.query(text("SELECT 1"))
 
     def close(self) -> None:
-        with self._lock:
-            self._conn.close()
+        self._engine.dispose()
+
+
+def _first_line(exc: SQLAlchemyError) -> str:
+    cause = exc.orig if isinstance(exc, DBAPIError) else exc
+    return (str(cause).strip().splitlines() or [cause.__class__.__name__])[0]

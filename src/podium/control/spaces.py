@@ -2,35 +2,71 @@
 
 from __future__ import annotations
 
-import sqlite3
+from collections import OrderedDict
+
+from sqlalchemy import func, insert, select, update
 
 from podium.control.credentials import new_id
-from podium.control.db import Database
+from podium.control.db import Database, DatabaseUnavailable, Record
 from podium.control.lifecycle import Action, Space, SpaceStatus, apply
+from podium.control.schema import spaces
 from podium.errors import InvalidInput, NotFound
 
 TITLE_MAX = 120
 DESCRIPTION_MAX = 2000
 LIST_LIMIT_MAX = 200
+# How old a space read for a listener's join may be (a status changed on another node is
+# seen this much later here), and how many such reads a node keeps.
+CACHE_S = 1.0
+CACHE_SPACES = 10_000
 
 
-def _space(row: sqlite3.Row) -> Space:
+def _space(row: Record) -> Space:
+    fields = row._mapping
     return Space(
-        id=row["id"],
-        host_id=row["host_id"],
-        title=row["title"],
-        description=row["description"],
-        status=SpaceStatus(row["status"]),
-        scheduled_start=row["scheduled_start"],
-        created_at=row["created_at"],
-        started_at=row["started_at"],
-        ended_at=row["ended_at"],
+        id=fields["id"],
+        host_id=fields["host_id"],
+        title=fields["title"],
+        description=fields["description"],
+        status=SpaceStatus(fields["status"]),
+        scheduled_start=fields["scheduled_start"],
+        created_at=fields["created_at"],
+        started_at=fields["started_at"],
+        ended_at=fields["ended_at"],
     )
 
 
 class Spaces:
     def __init__(self, db: Database) -> None:
         self._db = db
+        # space id -> (when read, the space): for the reads every listener's join makes.
+        self._cache: OrderedDict[str, tuple[float, Space]] = OrderedDict()
+
+    def _remember(self, space: Space, now: float) -> Space:
+        self._cache[space.id] = (now, space)
+        self._cache.move_to_end(space.id)
+        while len(self._cache) > CACHE_SPACES:
+            self._cache.popitem(last=False)
+        return space
+
+    def get_cached(self, space_id: str, now: float) -> Space:
+        """The space as read at most :data:`CACHE_S` ago: what a join, the room state and
+        the space page need, without a database read per listener.
+
+        When the database cannot be reached, the space as last read, however long ago: its
+        status is what listening and joining need, and the one it last had beats refusing
+        the crowd. Raises :class:`NotFound` as :meth:`get` does, and
+        :class:`DatabaseUnavailable` for a space not read before the outage.
+        """
+        cached = self._cache.get(space_id)
+        if cached is not None and now - cached[0] < CACHE_S:
+            return cached[1]
+        try:
+            return self._remember(self.get(space_id), now)
+        except DatabaseUnavailable:
+            if cached is None:
+                raise
+            return cached[1]
 
     def create(
         self,
@@ -58,22 +94,20 @@ class Spaces:
         )
         with self._db.transaction() as conn:
             conn.execute(
-                "INSERT INTO spaces (id, host_id, title, description, status,"
-                " scheduled_start, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (
-                    space.id,
-                    host_id,
-                    title,
-                    description,
-                    space.status.value,
-                    scheduled_start,
-                    now,
-                ),
+                insert(spaces).values(
+                    id=space.id,
+                    host_id=host_id,
+                    title=title,
+                    description=description,
+                    status=space.status.value,
+                    scheduled_start=scheduled_start,
+                    created_at=now,
+                )
             )
         return space
 
     def get(self, space_id: str) -> Space:
-        rows = self._db.query("SELECT * FROM spaces WHERE id = ?", (space_id,))
+        rows = self._db.query(select(spaces).where(spaces.c.id == space_id))
         if not rows:
             raise NotFound(f"no space with id {space_id!r}")
         return _space(rows[0])
@@ -81,42 +115,51 @@ class Spaces:
     def recent(self, status: SpaceStatus | None = None, limit: int = 50) -> list[Space]:
         """Spaces, newest first; live ones by start, scheduled ones by start time."""
         limit = max(1, min(limit, LIST_LIMIT_MAX))
+        c = spaces.c
         if status is None:
-            rows = self._db.query("SELECT * FROM spaces ORDER BY created_at DESC LIMIT ?", (limit,))
+            statement = select(spaces).order_by(c.created_at.desc())
         elif status is SpaceStatus.SCHEDULED:
-            rows = self._db.query(
-                "SELECT * FROM spaces WHERE status = ?"
-                " ORDER BY coalesce(scheduled_start, created_at) LIMIT ?",
-                (status.value, limit),
+            statement = (
+                select(spaces)
+                .where(c.status == status.value)
+                .order_by(func.coalesce(c.scheduled_start, c.created_at))
             )
         else:
-            rows = self._db.query(
-                "SELECT * FROM spaces WHERE status = ?"
-                " ORDER BY coalesce(ended_at, started_at, created_at) DESC LIMIT ?",
-                (status.value, limit),
+            statement = (
+                select(spaces)
+                .where(c.status == status.value)
+                .order_by(func.coalesce(c.ended_at, c.started_at, c.created_at).desc())
             )
+        rows = self._db.query(statement.limit(limit))
         return [_space(r) for r in rows]
 
     def live_ids(self) -> list[str]:
         """Every live space's id (the media worker resumes their rooms after a restart)."""
-        rows = self._db.query("SELECT id FROM spaces WHERE status = ?", (SpaceStatus.LIVE.value,))
+        rows = self._db.query(select(spaces.c.id).where(spaces.c.status == SpaceStatus.LIVE.value))
         return [row[0] for row in rows]
 
     def count_by_status(self) -> dict[SpaceStatus, int]:
         counts = dict.fromkeys(SpaceStatus, 0)
-        for status, count in self._db.query("SELECT status, count(*) FROM spaces GROUP BY status"):
+        statement = select(spaces.c.status, func.count()).group_by(spaces.c.status)
+        for status, count in self._db.query(statement):
             counts[SpaceStatus(status)] = count
         return counts
 
     def transition(self, space_id: str, action: Action, actor_id: str, now: float) -> Space:
         """Apply a lifecycle action atomically (two concurrent ends cannot both win)."""
         with self._db.transaction() as conn:
-            rows = conn.execute("SELECT * FROM spaces WHERE id = ?", (space_id,)).fetchall()
+            # FOR UPDATE: on PostgreSQL, two nodes ending one space at once take turns.
+            rows = conn.execute(
+                select(spaces).where(spaces.c.id == space_id).with_for_update()
+            ).all()
             if not rows:
                 raise NotFound(f"no space with id {space_id!r}")
             after = apply(_space(rows[0]), action, actor_id, now)
             conn.execute(
-                "UPDATE spaces SET status = ?, started_at = ?, ended_at = ? WHERE id = ?",
-                (after.status.value, after.started_at, after.ended_at, space_id),
+                update(spaces)
+                .where(spaces.c.id == space_id)
+                .values(
+                    status=after.status.value, started_at=after.started_at, ended_at=after.ended_at
+                )
             )
-        return after
+        return self._remember(after, now)

@@ -13,6 +13,7 @@ from prometheus_client.core import GaugeMetricFamily
 
 from podium import clock
 from podium.control.credentials import new_id
+from podium.control.db import DatabaseUnavailable
 from podium.errors import PodiumError, StorageError
 from podium.web.context import Context, get_context
 
@@ -46,8 +47,18 @@ def check_storage(context: Context) -> None:
 
 @router.get("/readyz", responses={503: {"content": {"application/problem+json": {}}}})
 async def readyz(context: Ctx) -> dict[str, str]:
-    """Ready to serve: storage takes writes and the database answers (else 503)."""
-    check_storage(context)
+    """Ready to serve: storage takes writes and the database answers (else 503).
+
+    A shared database (PostgreSQL) that cannot be reached leaves the node ready, and says
+    so: listening and joining need no database, so a load balancer must keep sending
+    listeners to every node while writes answer 503 with ``Retry-After``.
+    """
+    try:
+        check_storage(context)
+    except DatabaseUnavailable as exc:
+        if context.db.dialect == "sqlite":
+            raise
+        return {"status": "ready", "database": f"unavailable: {exc.detail}"}
     return {"status": "ready"}
 
 
@@ -64,14 +75,24 @@ async def metrics(context: Ctx) -> Response:
 
 
 def control_gauges(context: Context) -> Iterator[GaugeMetricFamily]:
-    """Gauges read from the database at scrape time."""
+    """Gauges read from the database at scrape time (none but ``podium_database_up`` 0
+    while it cannot be reached: a scrape must not fail with it)."""
+    try:
+        by_status = context.spaces.count_by_status()
+        accounts = context.accounts.count_users()
+    except StorageError:
+        yield GaugeMetricFamily(
+            "podium_database_up", "Whether the database answered this scrape.", value=0
+        )
+        return
+    yield GaugeMetricFamily(
+        "podium_database_up", "Whether the database answered this scrape.", value=1
+    )
     spaces = GaugeMetricFamily("podium_spaces", "Spaces by lifecycle state.", labels=["status"])
-    for status, count in context.spaces.count_by_status().items():
+    for status, count in by_status.items():
         spaces.add_metric([status.value], count)
     yield spaces
-    yield GaugeMetricFamily(
-        "podium_accounts", "Accounts on this server.", value=context.accounts.count_users()
-    )
+    yield GaugeMetricFamily("podium_accounts", "Accounts on this server.", value=accounts)
 
 
 def admission_gauges(context: Context) -> Iterator[GaugeMetricFamily]:

@@ -94,8 +94,10 @@ class SelfBody(StrictBody):
     ticket: str | None = Field(default=None, max_length=600)
 
 
-def _live_or_ended(context: Context, space_id: str) -> Space:
-    space = context.spaces.get(space_id)
+def _live_or_ended(context: Context, space_id: str, *, cached: bool = False) -> Space:
+    space = (
+        context.spaces.get_cached(space_id, clock.now()) if cached else context.spaces.get(space_id)
+    )
     if space.status is SpaceStatus.CANCELLED:
         raise Conflict("this space was cancelled")
     return space
@@ -175,7 +177,9 @@ def answer_join(
     now = clock.now()
     gate = context.gate
     gate.arrival(now)
-    space = _live_or_ended(context, space_id)
+    # A read at most a second old: the crowd's joins do not each query the database, and
+    # go on while it cannot be reached.
+    space = _live_or_ended(context, space_id, cached=True)
     entry_id = None
     if body.queue_token is not None:
         entry_id = gate.queue_entry(space.id, body.queue_token, now)
@@ -324,7 +328,7 @@ async def state(
     ``?after=N`` holds the request (up to ``long_poll_s``, 20 s by default) until the
     version passes N.
     """
-    space = context.spaces.get(space_id)
+    space = context.spaces.get_cached(space_id, clock.now())
     if after is not None:
         room = await context.hub.wait_after(space, after, context.settings.long_poll_s)
     else:

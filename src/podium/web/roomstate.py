@@ -25,6 +25,7 @@ from podium.control.audience import Audience, ExactAudience, SketchAudience
 from podium.control.lifecycle import Space, SpaceStatus
 from podium.control.reactions import ReactionCounter
 from podium.control.stage import Stage
+from podium.errors import StorageError
 from podium.web.context import Context
 
 log = logging.getLogger("podium.room")
@@ -68,7 +69,13 @@ class RoomHub:
         room = self.room(space.id)
         room.last_read = clock.now()
         if room.last_read - room.built_at >= REFRESH_S:
-            self.refresh(space)
+            try:
+                self.refresh(space)
+            except StorageError:
+                if not room.document:
+                    raise
+                # The database cannot be reached: the last document stays true of the
+                # stage (nobody can change it meanwhile) and its audience numbers.
         return room
 
     def refresh(self, space: Space) -> None:
@@ -102,7 +109,12 @@ class RoomHub:
                 if now - room.last_read > 10 * LONG_POLL_S:
                     continue  # nobody is watching; the next read rebuilds it
                 try:
-                    self.refresh(self._context.spaces.get(space_id))
+                    self.refresh(self._context.spaces.get_cached(space_id, now))
+                except StorageError as exc:
+                    log.warning(
+                        "room_state_stale",
+                        extra={"fields": {"space": space_id, "error": exc.detail}},
+                    )
                 except Exception:
                     # One bad room must not stop the others' state.
                     log.exception("room_state_failed", extra={"fields": {"space": space_id}})

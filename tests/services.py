@@ -1,0 +1,118 @@
+"""Throwaway instances of the real servers a fleet runs on, started by the tests.
+
+Each is Debian's own binary (``scripts/install --test`` installs the packages), in a
+temporary directory, on a free loopback port; nothing assumes a service already running.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import psycopg
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _postgres_bin() -> Path:
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=_version)
+    if not found:
+        raise RuntimeError("PostgreSQL is not installed (scripts/install --test installs it)")
+    return Path(found[-1]).parent
+
+
+def _version(path: str) -> int:
+    return int(Path(path).parts[-3])
+
+
+class Postgres:
+    """A PostgreSQL cluster of its own: ``initdb`` in a temporary directory, ``pg_ctl``
+    to start and stop it (the data survives a stop), one database per caller.
+
+    PostgreSQL will not run as root; as root it runs as the ``postgres`` user that
+    Debian's package creates.
+    """
+
+    USER = "podium"
+
+    def __init__(self) -> None:
+        self.bin = _postgres_bin()
+        self.root = Path(tempfile.mkdtemp(prefix="podium-pg-"))
+        self.data = self.root / "data"
+        self.log = self.root / "postgres.log"
+        self.port = free_port()
+        self._databases = 0
+        self._as: list[str] = []
+        if os.geteuid() == 0:
+            shutil.chown(self.root, "postgres", "postgres")
+            self._as = ["runuser", "-u", "postgres", "--"]
+        self._run(
+            "initdb",
+            "-D",
+            str(self.data),
+            "-U",
+            self.USER,
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--no-sync",
+            "--no-instructions",
+        )
+        self.start()
+
+    def _run(self, tool: str, *args: str) -> None:
+        done = subprocess.run(
+            [*self._as, str(self.bin / tool), *args], capture_output=True, text=True, check=False
+        )
+        if done.returncode != 0:
+            log = self.log.read_text() if self.log.exists() else ""
+            raise RuntimeError(f"{tool} failed: {done.stdout}{done.stderr}{log}")
+
+    def start(self) -> None:
+        options = (
+            f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.root}"
+            " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+        )
+        self._run("pg_ctl", "start", "-D", str(self.data), "-l", str(self.log), "-w", "-o", options)
+
+    def stop(self) -> None:
+        """Stop the server (fast shutdown: connections are cut); its data stays."""
+        self._run("pg_ctl", "stop", "-D", str(self.data), "-m", "fast", "-w")
+
+    def url(self, database: str) -> str:
+        return f"postgresql://{self.USER}@127.0.0.1:{self.port}/{database}"
+
+    def create_database(self, prefix: str = "podium") -> str:
+        """A new, empty database; returns its URL."""
+        self._databases += 1
+        name = f"{prefix}_{self._databases}"
+        with psycopg.connect(self.url("postgres"), autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')  # a name of our own making
+        return self.url(name)
+
+    def wait_ready(self, timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with psycopg.connect(self.url("postgres"), connect_timeout=1):
+                    return
+            except psycopg.OperationalError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+
+    def close(self) -> None:
+        with contextlib.suppress(RuntimeError):  # already stopped
+            self.stop()
+        shutil.rmtree(self.root, ignore_errors=True)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from harness import Account, Server, make_account, start_shared_server
-from services import Postgres
+from services import Postgres, Redis
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -59,3 +59,11 @@ def postgres() -> Iterator[Postgres]:
 @pytest.fixture
 def account(server: Server) -> Account:
     return make_account(server)
+
+
+@pytest.fixture
+def redis_server() -> Iterator[Redis]:
+    """A Redis of the test's own (tests kill it)."""
+    own = Redis()
+    yield own
+    own.close()

@@ -30,6 +30,7 @@ class Server:
     data_dir: Path
     process: subprocess.Popen[str]
     database_url: str = ""  # empty: the embedded SQLite file in data_dir
+    env: dict[str, str] = field(default_factory=dict)  # the PODIUM_* settings it was given
     stdout_lines: list[str] = field(default_factory=list)
     stderr_lines: list[str] = field(default_factory=list)
     pumps: list[threading.Thread] = field(default_factory=list)
@@ -83,6 +84,7 @@ def start_server(
         data_dir=data_dir,
         process=process,
         database_url=full_env.get("PODIUM_DATABASE_URL", ""),
+        env=dict(env or {}),
     )
     found = threading.Event()
 

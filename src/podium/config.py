@@ -45,6 +45,12 @@ class Settings:
     # fleet, one PostgreSQL that every node shares: postgresql://user:password@host/name.
     # Kept out of repr: it may carry a password.
     database_url: str = dataclasses.field(default="", repr=False)
+    # Shared ephemeral state for a fleet (the node registry, fleet-wide rate limits):
+    # redis://host:6379/0. Empty: everything in this process. Kept out of repr too.
+    redis_url: str = dataclasses.field(default="", repr=False)
+    # How this node is named in the registry, `podium fleet status` and /metrics
+    # (default: host name and port).
+    node_name: str = ""
     host: str = "127.0.0.1"
     port: int = 8080
     # The address people use to reach this server (behind a proxy or CDN it differs from
@@ -200,7 +206,7 @@ def _coerce(name: str, raw: Any, source: str) -> Any:
             raise ValueError("not a string")
         return raw
     except ValueError as exc:
-        shown = "(secret)" if name in {"secret_key", "database_url"} else repr(raw)
+        shown = "(secret)" if name in {"secret_key", "database_url", "redis_url"} else repr(raw)
         raise ConfigError(f"{source}: invalid value {shown}: {exc}") from exc
 
 

@@ -8,6 +8,7 @@ the HTTP server until it is told to stop.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import secrets
@@ -27,6 +28,7 @@ from podium.clients.speak import WavSource, speak
 from podium.config import Secret, Settings
 from podium.control.accounts import Accounts, User
 from podium.control.db import Database, database_url
+from podium.control.fleet import HEARTBEAT_S, Fleet, RateLimiter, SharedBuckets
 from podium.control.lifecycle import Action, SpaceStatus
 from podium.control.ratelimit import TokenBuckets
 from podium.control.rooms import Rooms
@@ -38,6 +40,7 @@ from podium.origin.origin import Origin
 from podium.web.admission import Gate
 from podium.web.app import create_app
 from podium.web.context import Context, signing_key
+from podium.web.fleet import node_load
 from podium.web.metrics import Metrics
 from podium.web.protocol import with_head_timeout
 from podium.web.roomstate import RoomHub, person_of_user
@@ -132,6 +135,27 @@ def build(settings: Settings) -> tuple[FastAPI, Context, bool]:
     accounts = Accounts(db)
     owner_created = ensure_owner(accounts, settings.data_dir)
     per_second = settings.signin_per_minute / 60
+    node_name = settings.node_name or f"{socket.gethostname()}:{settings.port}"
+    # With a shared database, which node runs which room is written down.
+    media_node = None if db.dialect == "sqlite" else node_name
+    fleet = (
+        Fleet(
+            settings.redis_url,
+            node_name,
+            "all",
+            settings.base_url,
+            clock.now(),
+        )
+        if settings.redis_url
+        else None
+    )
+
+    def limit(name: str, rate: float, burst: float) -> RateLimiter:
+        """One bucket per key for the whole fleet, or for this node on its own."""
+        if fleet is None:
+            return TokenBuckets(rate, burst)
+        return SharedBuckets(fleet, name, rate, burst)
+
     spaces = Spaces(db)
     recordings = settings.data_dir / "recordings"
     origin = Origin(recordings)
@@ -142,7 +166,7 @@ def build(settings: Settings) -> tuple[FastAPI, Context, bool]:
         runtime_dir,
         recordings,
         origin,
-        live_spaces=spaces.live_ids,
+        live_spaces=lambda: spaces.live_ids(media_node),
         log_format=settings.log_format,
         log_level=settings.log_level,
     )
@@ -152,20 +176,57 @@ def build(settings: Settings) -> tuple[FastAPI, Context, bool]:
         accounts=accounts,
         spaces=spaces,
         metrics=Metrics(),
-        signin_by_client=TokenBuckets(per_second, settings.signin_burst),
-        signin_by_handle=TokenBuckets(per_second, settings.signin_burst),
-        signup_by_client=TokenBuckets(10 / 3600, 10),
+        signin_by_client=limit("signin-address", per_second, settings.signin_burst),
+        signin_by_handle=limit("signin-handle", per_second, settings.signin_burst),
+        signup_by_client=limit("signup-address", 10 / 3600, 10),
         origin=origin,
         media=media,
         rooms=Rooms(db),
+        fleet=fleet,
+        media_node=media_node,
     )
     context.hub = RoomHub(context, exact_audience=settings.exact_audience)
     context.gate = Gate(settings, signing_key(context))
-    context.join_by_client = TokenBuckets(settings.join_per_second, settings.join_burst)
-    context.writes_by_client = TokenBuckets(
-        settings.listener_writes_per_second, settings.listener_writes_burst
+    context.join_by_client = limit("join-address", settings.join_per_second, settings.join_burst)
+    context.writes_by_client = limit(
+        "writes-address", settings.listener_writes_per_second, settings.listener_writes_burst
     )
     return create_app(context), context, owner_created
+
+
+async def _media_rooms(context: Context) -> list[str] | None:
+    """The spaces whose rooms this node's media worker runs, or None if it cannot say."""
+    try:
+        status = await asyncio.wait_for(context.media.status(), HEARTBEAT_S)
+    except (PodiumError, TimeoutError):
+        return None
+    return sorted(status.get("rooms", {}))
+
+
+async def heartbeat(context: Context) -> None:
+    """Keep this node in the fleet's registry, with its load, for as long as it runs."""
+    assert context.fleet is not None
+    while True:
+        load = node_load(context)
+        load["media_rooms"] = await _media_rooms(context)
+        context.fleet.heartbeat(clock.now(), load)
+        await asyncio.sleep(HEARTBEAT_S)
+
+
+async def end_rooms_ended_elsewhere(context: Context) -> None:
+    """With nodes sharing the database, a space this node runs may be ended through
+    another: end its room here too, so that its program ends and nothing records on."""
+    while True:
+        await asyncio.sleep(HEARTBEAT_S)
+        rooms = await _media_rooms(context)
+        try:
+            ended = context.spaces.not_live(rooms or [])
+        except StorageError:
+            continue  # the database is away; the next round asks again
+        for space_id in ended:
+            log.info("room_ended_elsewhere", extra={"fields": {"space": space_id}})
+            with contextlib.suppress(PodiumError):
+                await context.media.end_room(space_id)
 
 
 DEMO_TITLE = "Podium demo"
@@ -194,6 +255,7 @@ async def start_demo_space(context: Context) -> str:
     )
     context.rooms.ensure(space.id, person_of_user(owner.id), owner.display_name)
     await context.media.start_room(space.id)
+    context.spaces.claim_media(space.id, context.media_node)
     context.spaces.transition(space.id, Action.START, owner.id, clock.now())
     return space.id
 
@@ -265,6 +327,12 @@ def serve(settings: Settings, on_started: Callable[[Started], None]) -> None:
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(context.media.run())
             room_states = tasks.create_task(context.hub.run())
+            beating = tasks.create_task(heartbeat(context)) if context.fleet else None
+            reconciling = (
+                tasks.create_task(end_rooms_ended_elsewhere(context))
+                if context.media_node is not None
+                else None
+            )
             health = tasks.create_task(context.gate.run())
             await context.media.wait_ready()
             serving = tasks.create_task(server.serve(sockets=[sock]))
@@ -293,6 +361,9 @@ def serve(settings: Settings, on_started: Callable[[Started], None]) -> None:
                 demo_task.cancel()
             room_states.cancel()
             health.cancel()
+            for helper in (beating, reconciling):
+                if helper is not None:
+                    helper.cancel()
             await context.media.close()
 
     # uvicorn shuts down gracefully on SIGTERM, then raises the signal again for the
@@ -303,5 +374,8 @@ def serve(settings: Settings, on_started: Callable[[Started], None]) -> None:
     finally:
         signal.signal(signal.SIGTERM, previous)
         context.db.close()
+        if context.fleet is not None:
+            context.fleet.leave()
+            context.fleet.close()
         shutil.rmtree(context.media.socket.parent, ignore_errors=True)
         sock.close()

@@ -24,7 +24,7 @@ from podium.errors import StorageError
 from services import Postgres
 
 FIXTURES = Path(__file__).parent / "fixtures"
-HEAD = "0002"
+HEAD = "0003"
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -105,6 +105,33 @@ def test_the_data_layer_is_the_same_on_both_databases(db: Database) -> None:
     rooms.save_audience(space.id, {"peak": 2})
     assert rooms.saved_audience(space.id) == {"peak": 2}
     assert [s.id for s in spaces.recent(SpaceStatus.SCHEDULED)] == [space.id]
+
+
+def test_a_live_space_from_before_media_nodes_is_anyone_s_until_claimed(db: Database) -> None:
+    db.upgrade("0002")
+    with db.transaction() as conn:
+        conn.execute(
+            sqlalchemy.text(
+                "INSERT INTO users (id, handle, display_name, is_admin, created_at)"
+                " VALUES ('u2', 'live_host', 'Live', 0, 1.0)"
+            )
+        )
+        conn.execute(
+            sqlalchemy.text(
+                "INSERT INTO spaces (id, host_id, title, description, status, created_at,"
+                " started_at) VALUES ('live1', 'u2', 'On air', '', 'live', 1.0, 2.0)"
+            )
+        )
+    db.upgrade()
+    spaces = Spaces(db)
+    assert spaces.live_ids() == ["live1"]
+    assert spaces.live_ids("node-a") == ["live1"]  # unclaimed: a lone node resumes it
+    spaces.claim_media("live1", "node-a")
+    assert spaces.live_ids("node-a") == ["live1"]
+    assert spaces.live_ids("node-b") == []
+    assert spaces.not_live(["live1"]) == []
+    spaces.transition("live1", Action.END, "u2", 3.0)
+    assert spaces.not_live(["live1", "nosuch"]) == ["live1"]
 
 
 def _legacy_sqlite(data: Path) -> tuple[str, str]:

@@ -67,6 +67,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="URL",
         help="shared PostgreSQL (postgresql://…) for a fleet; default the embedded SQLite file",
     )
+    serve.add_argument(
+        "--redis-url",
+        metavar="URL",
+        help="shared Redis (redis://…) for a fleet: node registry, fleet-wide limits",
+    )
+    serve.add_argument("--node-name", help="this node's name in the fleet (default host:port)")
     serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port to listen on (default 8080; 0 picks one)")
     serve.add_argument("--public-url", help="the URL people use to reach this server")
@@ -186,6 +192,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _client_options(admission)
     admission.set_defaults(handler=_admission)
+
+    fleet = commands.add_parser("fleet", help="the nodes of a fleet (admin)").add_subparsers(
+        metavar="ACTION"
+    )
+    fleet_status = fleet.add_parser(
+        "status", help="every node: its role, address, health, load and the spaces on it"
+    )
+    _client_options(fleet_status)
+    fleet_status.set_defaults(handler=_fleet_status)
 
     edge = commands.add_parser("edge-config", help="print an edge cache configuration")
     edge.add_argument(
@@ -368,7 +383,7 @@ def _serve(args: argparse.Namespace) -> int:
     flags = {
         name: getattr(args, name)
         for name in (
-            *("data_dir", "database_url", "host", "port", "public_url"),
+            *("data_dir", "database_url", "redis_url", "node_name", "host", "port", "public_url"),
             *("log_format", "log_level", "demo"),
             *("max_listeners", "max_join_rate", "join_pow"),
         )
@@ -452,6 +467,24 @@ def _admission(args: argparse.Namespace) -> int:
         + "".join(f"queue {space}: {n} waiting\n" for space, n in view["queues"].items())
     )
     return _emit(args, view, text.rstrip("\n"))
+
+
+def _fleet_status(args: argparse.Namespace) -> int:
+    with _client(args) as api:
+        view = api.call("GET", "/admin/fleet")
+    lines = [f"{len(view['nodes'])} node(s); Redis: {view['redis'] or 'none (a node on its own)'}"]
+    for node in view["nodes"]:
+        load = node["load"]
+        health = "healthy" if load.get("healthy") else "shedding new joins"
+        rooms = ", ".join(load.get("rooms", [])) or "none"
+        media = load.get("media_rooms")
+        running = "unknown" if media is None else ", ".join(media) or "none"
+        lines.append(
+            f"{node['id'] or '(this node)'}  {node['role']}  {node['url']}  {health},"
+            f" joins {load.get('joins_per_s', 0)}/s, CPU {load.get('cpu', 0) * 100:.0f} %,"
+            f" seen {node['seen_s_ago']} s ago; rooms: {rooms}; media runs: {running}"
+        )
+    return _emit(args, view, "\n".join(lines))
 
 
 def _user_me(args: argparse.Namespace) -> int:

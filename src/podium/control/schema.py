@@ -68,6 +68,8 @@ spaces = Table(
     Column("created_at", Double, nullable=False),
     Column("started_at", Double),
     Column("ended_at", Double),
+    # The node whose media worker runs the room (a fleet); NULL: whichever node is alone.
+    Column("media_node", Text),
     Index("spaces_status", "status", "created_at"),
 )
 

@@ -133,9 +133,33 @@ class Spaces:
         rows = self._db.query(statement.limit(limit))
         return [_space(r) for r in rows]
 
-    def live_ids(self) -> list[str]:
-        """Every live space's id (the media worker resumes their rooms after a restart)."""
-        rows = self._db.query(select(spaces.c.id).where(spaces.c.status == SpaceStatus.LIVE.value))
+    def live_ids(self, media_node: str | None = None) -> list[str]:
+        """The live spaces whose rooms a media worker runs (and resumes after a restart):
+        every one for a node on its own (``None``), else those of ``media_node`` and those
+        nobody has claimed."""
+        c = spaces.c
+        statement = select(c.id).where(c.status == SpaceStatus.LIVE.value)
+        if media_node is not None:
+            statement = statement.where((c.media_node == media_node) | c.media_node.is_(None))
+        return [row[0] for row in self._db.query(statement)]
+
+    def claim_media(self, space_id: str, media_node: str | None) -> None:
+        """Record that ``media_node`` runs the space's room (nothing for a lone node)."""
+        if media_node is None:
+            return
+        with self._db.transaction() as conn:
+            conn.execute(
+                update(spaces).where(spaces.c.id == space_id).values(media_node=media_node)
+            )
+
+    def not_live(self, space_ids: list[str]) -> list[str]:
+        """Those of ``space_ids`` that are no longer live (ended through another node)."""
+        if not space_ids:
+            return []
+        c = spaces.c
+        rows = self._db.query(
+            select(c.id).where(c.id.in_(space_ids), c.status != SpaceStatus.LIVE.value)
+        )
         return [row[0] for row in rows]
 
     def count_by_status(self) -> dict[SpaceStatus, int]:

@@ -10,8 +10,8 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 
 from podium import clock
 from podium.control.accounts import Session, TokenInfo, User, hash_password
+from podium.control.fleet import RateLimiter
 from podium.control.lifecycle import Action, Space, SpaceStatus, apply
-from podium.control.ratelimit import TokenBuckets
 from podium.errors import Forbidden, InvalidInput, NotFound, RateLimited, Unauthenticated
 from podium.web.auth import (
     CSRF_COOKIE,
@@ -94,7 +94,7 @@ def space_out(context: Context, space: Space) -> SpaceOut:
     )
 
 
-def _limit(context: Context, buckets: TokenBuckets, key: str, scope: str, what: str) -> None:
+def _limit(context: Context, buckets: RateLimiter, key: str, scope: str, what: str) -> None:
     wait = buckets.take(key, clock.now())
     if wait > 0:
         context.metrics.rate_limited.labels(scope=scope).inc()
@@ -280,6 +280,7 @@ async def _transition(context: Context, space_id: str, action: Action, user: Use
     apply(context.spaces.get(space_id), action, user.id, now)
     if action is Action.START:
         await context.media.start_room(space_id)
+        context.spaces.claim_media(space_id, context.media_node)
     elif action is Action.END:
         with contextlib.suppress(NotFound):  # no room running: nothing to end
             await context.media.end_room(space_id)

@@ -7,7 +7,7 @@ from starlette.middleware.cors import CORSMiddleware
 
 from podium import __version__
 from podium.origin import routes as origin_routes
-from podium.web import api, defence, openapi, ops, pages, problems, room, whip
+from podium.web import api, defence, fleet, openapi, ops, pages, problems, room, whip
 from podium.web.context import Context
 from podium.web.joinpath import JoinFastPath
 from podium.web.middleware import RequestGuard
@@ -39,6 +39,7 @@ def create_app(context: Context) -> FastAPI:
         origin_routes.router,
         ops.router,
         defence.router,
+        fleet.router,
         pages.router,
     ]
     for router in routers:
@@ -51,6 +52,7 @@ def create_app(context: Context) -> FastAPI:
     app.mount("/docs/assets", pages.swagger_files, name="docs-assets")
     context.metrics.add_gauges(lambda: ops.control_gauges(context))
     context.metrics.add_gauges(lambda: ops.admission_gauges(context))
+    context.metrics.add_gauges(lambda: ops.fleet_gauges(context))
     app.add_middleware(JoinFastPath)
     # Listeners' players and speakers' pages may live on other origins (an embed, a WHIP
     # tool). No credentials ride along cross-origin: cookie sessions stay same-site.

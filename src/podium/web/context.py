@@ -12,7 +12,7 @@ from fastapi import Request
 from podium.config import Settings
 from podium.control.accounts import Accounts
 from podium.control.db import Database
-from podium.control.ratelimit import TokenBuckets
+from podium.control.fleet import Fleet, RateLimiter
 from podium.control.rooms import Rooms
 from podium.control.spaces import Spaces
 from podium.media.link import MediaLink
@@ -33,19 +33,24 @@ class Context:
     accounts: Accounts
     spaces: Spaces
     metrics: Metrics
-    signin_by_client: TokenBuckets
-    signin_by_handle: TokenBuckets
-    signup_by_client: TokenBuckets
+    signin_by_client: RateLimiter
+    signin_by_handle: RateLimiter
+    signup_by_client: RateLimiter
     origin: Origin
     media: MediaLink
     rooms: Rooms
+    # The fleet this node is one of (its Redis), or None for a node on its own.
+    fleet: Fleet | None
+    # This node's name where several share the database (whose media worker runs which
+    # room is recorded under it), or None for a node on its own.
+    media_node: str | None
     # Set right after construction: the hub reads everything else in the context.
     hub: RoomHub = field(init=False)
     gate: Gate = field(init=False)
     # New joins per client address (set with the rest by the composition root).
-    join_by_client: TokenBuckets = field(init=False)
+    join_by_client: RateLimiter = field(init=False)
     # Listener writes (beacons, reactions, hands…) per client address.
-    writes_by_client: TokenBuckets = field(init=False)
+    writes_by_client: RateLimiter = field(init=False)
 
 
 async def get_context(request: Request) -> Context:

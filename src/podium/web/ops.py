@@ -51,15 +51,23 @@ async def readyz(context: Ctx) -> dict[str, str]:
 
     A shared database (PostgreSQL) that cannot be reached leaves the node ready, and says
     so: listening and joining need no database, so a load balancer must keep sending
-    listeners to every node while writes answer 503 with ``Retry-After``.
+    listeners to every node while writes answer 503 with ``Retry-After``. So does a Redis
+    that cannot be reached: the node goes on at its share of the fleet's limits.
     """
+    answer = {"status": "ready"}
     try:
         check_storage(context)
     except DatabaseUnavailable as exc:
         if context.db.dialect == "sqlite":
             raise
-        return {"status": "ready", "database": f"unavailable: {exc.detail}"}
-    return {"status": "ready"}
+        answer["database"] = f"unavailable: {exc.detail}"
+    fleet = context.fleet
+    if fleet is not None and fleet.problem is not None:
+        answer["redis"] = (
+            f"unavailable: {fleet.problem}; limits are this node's share of the fleet's"
+            f" (1/{fleet.live_nodes})"
+        )
+    return answer
 
 
 @router.get("/metrics", response_class=Response)
@@ -93,6 +101,29 @@ def control_gauges(context: Context) -> Iterator[GaugeMetricFamily]:
         spaces.add_metric([status.value], count)
     yield spaces
     yield GaugeMetricFamily("podium_accounts", "Accounts on this server.", value=accounts)
+
+
+def fleet_gauges(context: Context) -> Iterator[GaugeMetricFamily]:
+    """Which node this is, and (in a fleet) whether its Redis answers."""
+    fleet = context.fleet
+    info = GaugeMetricFamily(
+        "podium_node_info", "This node: its name and role (always 1).", labels=["node", "role"]
+    )
+    info.add_metric([fleet.node_id if fleet else "", fleet.role if fleet else "all"], 1)
+    yield info
+    if fleet is None:
+        return
+    yield GaugeMetricFamily(
+        "podium_redis_up",
+        "Whether the fleet's Redis answered this node's last call (0: limits are this"
+        " node's share).",
+        value=int(fleet.available),
+    )
+    yield GaugeMetricFamily(
+        "podium_fleet_nodes",
+        "Live nodes this node last saw in the registry.",
+        value=fleet.live_nodes,
+    )
 
 
 def admission_gauges(context: Context) -> Iterator[GaugeMetricFamily]:

@@ -24,6 +24,7 @@ from podium import clock
 from podium.control.audience import Audience, ExactAudience, SketchAudience
 from podium.control.lifecycle import Space, SpaceStatus
 from podium.control.reactions import ReactionCounter
+from podium.control.sharedaudience import SharedAudience
 from podium.control.stage import Stage
 from podium.errors import StorageError
 from podium.web.context import Context
@@ -56,13 +57,22 @@ class RoomHub:
         self._exact = exact_audience
         self._rooms: dict[str, LiveRoom] = {}
 
+    def _audience(self, space_id: str) -> Audience:
+        """In a fleet, the audience every node counts together; else this node's own."""
+        if self._context.fleet is not None:
+            return SharedAudience(self._context.fleet, space_id)
+        return ExactAudience() if self._exact else SketchAudience()
+
     def room(self, space_id: str) -> LiveRoom:
         room = self._rooms.get(space_id)
         if room is None:
-            audience: Audience = ExactAudience() if self._exact else SketchAudience()
-            room = LiveRoom(audience=audience)
+            room = LiveRoom(audience=self._audience(space_id))
             self._rooms[space_id] = room
         return room
+
+    def rooms(self) -> list[str]:
+        """The spaces this node holds a room (audience, reactions, state) for."""
+        return list(self._rooms)
 
     def state(self, space: Space) -> LiveRoom:
         """The room with a document no older than the last change or refresh."""
@@ -106,6 +116,8 @@ class RoomHub:
             await asyncio.sleep(REFRESH_S)
             now = clock.now()
             for space_id, room in list(self._rooms.items()):
+                if isinstance(room.audience, SharedAudience):
+                    room.audience.flush()
                 if now - room.last_read > 10 * LONG_POLL_S:
                     continue  # nobody is watching; the next read rebuilds it
                 try:

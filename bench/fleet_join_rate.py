@@ -184,7 +184,9 @@ def measure(args: argparse.Namespace, root: Path) -> dict[str, Any]:
         per_join_redis, per_join_scripts = sent / asked, scripts / asked
         per_join_pg = (_pg_transactions(database) - transactions) / asked
         commands, transactions = _redis_commands(cache.url), _pg_transactions(database)
+        cpu = fleet.cpu_seconds()
         accepted = _send_beacons(fleet, space, tickets)
+        beacon_cpu = fleet.cpu_seconds() - cpu
         time.sleep(1.5)
         sent, scripts = _calls(commands, _redis_commands(cache.url))
         per_beacon_redis, per_beacon_scripts = sent / max(1, accepted), scripts / max(1, accepted)
@@ -216,6 +218,8 @@ def measure(args: argparse.Namespace, root: Path) -> dict[str, Any]:
         "redis_commands_per_beacon": per_beacon_redis,
         "postgres_transactions_per_beacon": per_beacon_pg,
         "beacons": accepted,
+        # Sent one after another: the node's CPU per beacon, not its throughput.
+        "fleet_beacons_per_cpu_second": accepted / beacon_cpu if beacon_cpu > 0 else 0.0,
         "fleet_tickets_per_second": throughput,
     }
 
@@ -237,6 +241,7 @@ def render(result: dict[str, Any]) -> str:
         f" ({result['redis_script_runs_per_beacon']:.2f} of them the rate-limit script),"
         f" PostgreSQL {result['postgres_transactions_per_beacon']:.3f} transactions"
         f" ({result['beacons']} beacons)",
+        f"  beacons per CPU-second of the fleet node: {result['fleet_beacons_per_cpu_second']:.0f}",
         "",
         f"fleet tickets issued per wall-second on this machine ({result['machine']['cpus']}"
         " cores, load generator included):",

@@ -12,6 +12,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -171,4 +172,80 @@ class Redis:
 
     def close(self) -> None:
         self.kill()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+class HAProxy:
+    """Debian's ``haproxy`` with the configuration ``podium lb-config haproxy`` prints for
+    ``nodes``, on a free loopback port, in the foreground (``-db``)."""
+
+    def __init__(self, nodes: list[str], port: int | None = None) -> None:
+        self.root = Path(tempfile.mkdtemp(prefix="podium-haproxy-"))
+        self.port = port or free_port()
+        self.socket = self.root / "admin.sock"
+        config = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "podium",
+                "lb-config",
+                "haproxy",
+                *(arg for node in nodes for arg in ("--node", node)),
+                "--listen",
+                f"127.0.0.1:{self.port}",
+                "--admin-socket",
+                str(self.socket),
+                "--maxconn",
+                "4000",  # within this machine's file descriptor limit
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        self.config = self.root / "haproxy.cfg"
+        self.config.write_text(config)
+        self.log = self.root / "haproxy.log"
+        with self.log.open("wb") as log:
+            self.process = subprocess.Popen(
+                ["haproxy", "-db", "-f", str(self.config)],
+                stdout=subprocess.DEVNULL,
+                stderr=log,
+            )
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return
+            except OSError:
+                if time.monotonic() > deadline or self.process.poll() is not None:
+                    self.close()
+                    raise RuntimeError(f"haproxy did not start:\n{self.errors}") from None
+                time.sleep(0.05)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def errors(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def command(self, line: str) -> str:
+        """One command on the runtime API (e.g. ``show servers state``)."""
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.connect(str(self.socket))
+            sock.sendall(line.encode() + b"\n")
+            chunks = []
+            while chunk := sock.recv(65536):
+                chunks.append(chunk)
+        return b"".join(chunks).decode()
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
         shutil.rmtree(self.root, ignore_errors=True)

@@ -21,6 +21,7 @@ from podium.errors import ConfigError
 LogFormat = Literal["json", "human"]
 LogLevel = Literal["debug", "info", "warning", "error"]
 PowMode = Literal["auto", "on", "off"]
+Role = Literal["all", "web", "media"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +52,14 @@ class Settings:
     # How this node is named in the registry, `podium fleet status` and /metrics
     # (default: host name and port).
     node_name: str = ""
+    # What this node does in a fleet: "all" (one machine: web and media), "web" (API,
+    # pages, joins, room state and the origin, fed parts by the media node at media_url)
+    # or "media" (runs the rooms: speakers, mixing, recording; web nodes follow it).
+    role: Role = "all"
+    # For a web node: the media node's URL (http://media-host:8080).
+    media_url: str = ""
+    # The shared secret web nodes and the media node authenticate each other with.
+    media_secret: Secret | None = None
     host: str = "127.0.0.1"
     port: int = 8080
     # The address people use to reach this server (behind a proxy or CDN it differs from
@@ -150,7 +159,28 @@ def load_settings(
         values[name] = _coerce(name, raw, f"--{name.replace('_', '-')}")
     settings = Settings(**values)
     _check_proxies(settings.trusted_proxies)
+    _check_role(settings)
     return settings
+
+
+def _check_role(settings: Settings) -> None:
+    """A web or media node is one of a fleet: it needs what the fleet shares."""
+    if settings.role == "all":
+        return
+    missing = [
+        name
+        for name, value in (
+            ("database_url", settings.database_url),
+            ("redis_url", settings.redis_url),
+            ("media_secret", settings.media_secret),
+            ("media_url", settings.media_url if settings.role == "web" else "-"),
+        )
+        if not value
+    ]
+    if missing:
+        raise ConfigError(f"role {settings.role} needs {', '.join(missing)} set")
+    if settings.role == "web" and not settings.media_url.startswith(("http://", "https://")):
+        raise ConfigError("media_url: must be an http:// or https:// URL")
 
 
 def _check_proxies(text: str) -> None:
@@ -206,7 +236,8 @@ def _coerce(name: str, raw: Any, source: str) -> Any:
             raise ValueError("not a string")
         return raw
     except ValueError as exc:
-        shown = "(secret)" if name in {"secret_key", "database_url", "redis_url"} else repr(raw)
+        hidden = {"secret_key", "database_url", "redis_url", "media_secret"}
+        shown = "(secret)" if name in hidden else repr(raw)
         raise ConfigError(f"{source}: invalid value {shown}: {exc}") from exc
 
 

@@ -36,7 +36,10 @@ from podium.control.spaces import Spaces
 from podium.demo import SPEECH
 from podium.errors import ConfigError, PodiumError, StorageError
 from podium.media.link import MediaLink
+from podium.media.remote import RemoteMedia
 from podium.origin.origin import Origin
+from podium.origin.routes import Upstream
+from podium.web import internal
 from podium.web.admission import Gate
 from podium.web.app import create_app
 from podium.web.context import Context, signing_key
@@ -142,7 +145,7 @@ def build(settings: Settings) -> tuple[FastAPI, Context, bool]:
         Fleet(
             settings.redis_url,
             node_name,
-            "all",
+            settings.role,
             settings.base_url,
             clock.now(),
         )
@@ -162,14 +165,20 @@ def build(settings: Settings) -> tuple[FastAPI, Context, bool]:
     # A Unix socket path must be short (108 bytes), so it lives in its own temporary
     # directory rather than under a data directory of any length.
     runtime_dir = Path(tempfile.mkdtemp(prefix="podium-"))
-    media = MediaLink(
-        runtime_dir,
-        recordings,
-        origin,
-        live_spaces=lambda: spaces.live_ids(media_node),
-        log_format=settings.log_format,
-        log_level=settings.log_level,
-    )
+    media: MediaLink
+    if settings.role == "web":
+        assert settings.media_secret is not None  # load_settings checks it
+        media = RemoteMedia(settings.media_url, settings.media_secret.value, origin, runtime_dir)
+    else:
+        media = MediaLink(
+            runtime_dir,
+            recordings,
+            origin,
+            live_spaces=lambda: spaces.live_ids(media_node),
+            log_format=settings.log_format,
+            log_level=settings.log_level,
+        )
+        media.node = media_node
     context = Context(
         settings=settings,
         db=db,
@@ -186,12 +195,17 @@ def build(settings: Settings) -> tuple[FastAPI, Context, bool]:
         media_node=media_node,
     )
     context.hub = RoomHub(context, exact_audience=settings.exact_audience)
-    context.gate = Gate(settings, signing_key(context))
+    context.gate = Gate(settings, signing_key(context), fleet)
     context.join_by_client = limit("join-address", settings.join_per_second, settings.join_burst)
     context.writes_by_client = limit(
         "writes-address", settings.listener_writes_per_second, settings.listener_writes_burst
     )
-    return create_app(context), context, owner_created
+    app = create_app(context)
+    if settings.role == "web":
+        app.state.upstream = Upstream(settings.media_url)
+    elif settings.role == "media":
+        app.include_router(internal.router)
+    return app, context, owner_created
 
 
 async def _media_rooms(context: Context) -> list[str] | None:
@@ -208,7 +222,8 @@ async def heartbeat(context: Context) -> None:
     assert context.fleet is not None
     while True:
         load = node_load(context)
-        load["media_rooms"] = await _media_rooms(context)
+        if context.settings.role != "web":  # a web node's rooms are the media node's
+            load["media_rooms"] = await _media_rooms(context)
         context.fleet.heartbeat(clock.now(), load)
         await asyncio.sleep(HEARTBEAT_S)
 
@@ -255,7 +270,7 @@ async def start_demo_space(context: Context) -> str:
     )
     context.rooms.ensure(space.id, person_of_user(owner.id), owner.display_name)
     await context.media.start_room(space.id)
-    context.spaces.claim_media(space.id, context.media_node)
+    context.spaces.claim_media(space.id, context.media.node)
     context.spaces.transition(space.id, Action.START, owner.id, clock.now())
     return space.id
 
@@ -328,13 +343,20 @@ def serve(settings: Settings, on_started: Callable[[Started], None]) -> None:
             tasks.create_task(context.media.run())
             room_states = tasks.create_task(context.hub.run())
             beating = tasks.create_task(heartbeat(context)) if context.fleet else None
+            following = (
+                tasks.create_task(context.hub.follow_fleet(context.fleet.url))
+                if context.fleet
+                else None
+            )
             reconciling = (
                 tasks.create_task(end_rooms_ended_elsewhere(context))
-                if context.media_node is not None
+                if context.media_node is not None and settings.role != "web"
                 else None
             )
             health = tasks.create_task(context.gate.run())
-            await context.media.wait_ready()
+            if settings.role != "web":
+                # A web node serves joins and the room state with its media node away.
+                await context.media.wait_ready()
             serving = tasks.create_task(server.serve(sockets=[sock]))
             # uvicorn offers a flag, not an event, for "listening now".
             while not server.started and not serving.done():  # noqa: ASYNC110
@@ -361,7 +383,7 @@ def serve(settings: Settings, on_started: Callable[[Started], None]) -> None:
                 demo_task.cancel()
             room_states.cancel()
             health.cancel()
-            for helper in (beating, reconciling):
+            for helper in (beating, following, reconciling):
                 if helper is not None:
                     helper.cancel()
             await context.media.close()

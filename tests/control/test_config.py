@@ -70,3 +70,30 @@ def test_trusted_proxies_must_be_addresses_or_networks() -> None:
     assert settings.trusted_proxies == "10.0.0.0/8, ::1"
     with pytest.raises(ConfigError, match="not an address"):
         load_settings({}, environ={"PODIUM_TRUSTED_PROXIES": "edge.example"})
+
+
+FLEET = {
+    "PODIUM_DATABASE_URL": "postgresql://podium@db/podium",
+    "PODIUM_REDIS_URL": "redis://cache:6379/0",
+    "PODIUM_MEDIA_SECRET": "s" * 40,
+}
+
+
+def test_a_web_or_media_node_needs_what_the_fleet_shares() -> None:
+    with pytest.raises(ConfigError, match="role web needs database_url, redis_url, media_se"):
+        load_settings({"role": "web"}, environ={})
+    with pytest.raises(ConfigError, match="role media needs media_secret"):
+        load_settings(
+            {"role": "media"},
+            environ={k: v for k, v in FLEET.items() if k != "PODIUM_MEDIA_SECRET"},
+        )
+    with pytest.raises(ConfigError, match="role web needs media_url"):
+        load_settings({"role": "web"}, environ=FLEET)
+    with pytest.raises(ConfigError, match="media_url: must be an http"):
+        load_settings({"role": "web", "media_url": "media:8080"}, environ=FLEET)
+    web = load_settings({"role": "web", "media_url": "http://media:8080"}, environ=FLEET)
+    assert web.role == "web"
+    assert "s" * 40 not in repr(web)
+    assert load_settings({"role": "media"}, environ=FLEET).role == "media"
+    with pytest.raises(ConfigError, match="must be one of all, web, media"):
+        load_settings({"role": "edge"}, environ={})

@@ -4,16 +4,15 @@ each node falls back to its share of the limits, says so, and recovers by itself
 
 from __future__ import annotations
 
-import secrets
 import subprocess
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from harness import PODIUM, SHARED_SERVER_ENV, Server, make_account, migrate, start_server
+from fleetnodes import eventually, fleet_env
+from harness import PODIUM, Server, make_account, start_server
 from services import Postgres, Redis
 
 # One address's joins: a burst of 10 for the whole fleet, refilled far slower than the
@@ -24,16 +23,8 @@ JOIN_BURST = 10
 def _start_fleet(
     postgres: Postgres, redis_server: Redis, data: Path, **settings: str
 ) -> list[Server]:
-    """Two nodes on one PostgreSQL and one Redis, with one signing key."""
-    url = postgres.create_database("fleet")
-    migrate(url)
-    env = {
-        **SHARED_SERVER_ENV,
-        "PODIUM_DATABASE_URL": url,
-        "PODIUM_REDIS_URL": redis_server.url,
-        "PODIUM_SECRET_KEY": secrets.token_urlsafe(40),
-        **{f"PODIUM_{name.upper()}": value for name, value in settings.items()},
-    }
+    """Two nodes (each web and media) on one PostgreSQL and one Redis, with one key."""
+    env = fleet_env(postgres, redis_server, **settings)
     started: list[Server] = []
     try:
         for name in ("node-a", "node-b"):
@@ -63,13 +54,6 @@ def audience_nodes(
     yield started
     for node in started:
         node.stop()
-
-
-def _eventually(check: Callable[[], bool], within: float = 15.0) -> None:
-    deadline = time.monotonic() + within
-    while not check():
-        assert time.monotonic() < deadline, "not within the time allowed"
-        time.sleep(0.2)
 
 
 def _fleet(node: Server, token: str) -> dict[str, object]:
@@ -106,11 +90,13 @@ def _join_storm(nodes: list[Server], space_id: str, joins: int) -> dict[str, int
 
 
 def _metric(node: Server, name: str) -> float:
+    """A sample of this node's: every one carries the node's name."""
     text = httpx.get(f"{node.url}/metrics", timeout=10).text
+    own = f'{name}{{node="{node.env["PODIUM_NODE_NAME"]}"}} '
     for line in text.splitlines():
-        if line.startswith(name + " "):
+        if line.startswith(own):
             return float(line.split()[1])
-    raise AssertionError(f"{name} is not in /metrics")
+    raise AssertionError(f"{own} is not in /metrics")
 
 
 def test_two_nodes_share_a_registry_and_their_limits_and_outlive_redis(
@@ -118,7 +104,7 @@ def test_two_nodes_share_a_registry_and_their_limits_and_outlive_redis(
 ) -> None:
     first, second = nodes
     owner = first.owner_token  # the first node made the owner; the second shares the database
-    _eventually(lambda: _names(second, owner) == ["node-a", "node-b"])
+    eventually(lambda: _names(second, owner) == ["node-a", "node-b"])
     status = subprocess.run(
         [
             *PODIUM,
@@ -138,7 +124,7 @@ def test_two_nodes_share_a_registry_and_their_limits_and_outlive_redis(
     assert status.stdout.startswith("2 node(s); Redis: ok")
     assert "node-a  all  " in status.stdout
     assert "node-b  all  " in status.stdout
-    _eventually(lambda: _metric(first, "podium_fleet_nodes") == 2)  # at its next heartbeat
+    eventually(lambda: _metric(first, "podium_fleet_nodes") == 2)  # at its next heartbeat
     assert _metric(second, "podium_redis_up") == 1
     assert (
         'podium_node_info{node="node-b",role="all"} 1.0' in httpx.get(f"{second.url}/metrics").text
@@ -170,8 +156,8 @@ def test_two_nodes_share_a_registry_and_their_limits_and_outlive_redis(
 
     redis_server.start()  # empty, as a restarted cache is
     for node in nodes:
-        _eventually(lambda node=node: "redis" not in httpx.get(f"{node.url}/readyz").json())
-    _eventually(lambda: _names(first, owner) == ["node-a", "node-b"])
+        eventually(lambda node=node: "redis" not in httpx.get(f"{node.url}/readyz").json())
+    eventually(lambda: _names(first, owner) == ["node-a", "node-b"])
     again = _join_storm(nodes, space["id"], 2 * JOIN_BURST + 4)
     assert again == {"admitted": JOIN_BURST, "rate_limited": JOIN_BURST + 4}
     for node in nodes:
@@ -213,7 +199,7 @@ def test_a_listener_counted_on_one_node_is_not_counted_again_on_another(
                 for f in figures
             )
 
-        _eventually(both_count_everyone)
+        eventually(both_count_everyone)
     with first.client(host.token) as api:
         assert api.post(f"/api/v1/spaces/{space_id}/end").status_code == 200
 
@@ -238,13 +224,13 @@ def test_a_room_runs_on_one_node_and_ends_wherever_its_space_is_ended(
         space = api.post("/api/v1/spaces", json={"title": "On node a"}).json()
         assert api.post(f"/api/v1/spaces/{space['id']}/start").status_code == 200
     space_id = space["id"]
-    _eventually(lambda: _media_rooms(second, owner, "node-a") == [space_id])
+    eventually(lambda: _media_rooms(second, owner, "node-a") == [space_id])
     # The other node, restarted while the space is live, does not run a second room
     # (and a second recording) for it: the room is node a's.
     second.stop()
     restarted = start_server(second.data_dir, env=second.env)
     try:
-        _eventually(lambda: _media_rooms(first, owner, "node-b") == [])
+        eventually(lambda: _media_rooms(first, owner, "node-b") == [])
         assert _media_rooms(first, owner, "node-a") == [space_id]
         # Its origin is node a's alone (a media role feeding every node is not built).
         assert httpx.get(f"{first.url}/hls/{space_id}/live.m3u8").status_code == 200
@@ -253,7 +239,7 @@ def test_a_room_runs_on_one_node_and_ends_wherever_its_space_is_ended(
         with restarted.client(host.token) as api:
             ended = api.post(f"/api/v1/spaces/{space_id}/end")
             assert ended.status_code == 200, ended.text
-        _eventually(lambda: _media_rooms(first, owner, "node-a") == [])
+        eventually(lambda: _media_rooms(first, owner, "node-a") == [])
         playlist = httpx.get(f"{first.url}/hls/{space_id}/live.m3u8", timeout=10)
         assert "#EXT-X-ENDLIST" in playlist.text
     finally:

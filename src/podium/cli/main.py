@@ -73,6 +73,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="shared Redis (redis://…) for a fleet: node registry, fleet-wide limits",
     )
     serve.add_argument("--node-name", help="this node's name in the fleet (default host:port)")
+    serve.add_argument(
+        "--role",
+        choices=["all", "web", "media"],
+        help="all (default: one machine), web (follows a media node) or media",
+    )
+    serve.add_argument("--media-url", metavar="URL", help="a web node's media node")
     serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port to listen on (default 8080; 0 picks one)")
     serve.add_argument("--public-url", help="the URL people use to reach this server")
@@ -219,8 +225,28 @@ def build_parser() -> argparse.ArgumentParser:
     )
     edge.set_defaults(handler=_edge_config)
 
+    balancer = commands.add_parser(
+        "lb-config", help="print a load balancer configuration for a fleet's web nodes"
+    )
+    balancer.add_argument("kind", choices=["haproxy"], help="the load balancer (HAProxy 2.6)")
+    balancer.add_argument(
+        "--node",
+        action="append",
+        required=True,
+        metavar="URL",
+        help="a web node's http://host:port (repeat for each)",
+    )
+    balancer.add_argument("--listen", help="the bind address (default :80)")
+    balancer.add_argument(
+        "--admin-socket", help="the runtime API socket, for draining (default /run/haproxy/…)"
+    )
+    balancer.add_argument(
+        "--maxconn", type=int, help="connections at once (default 100000; 2 fds each)"
+    )
+    balancer.set_defaults(handler=_lb_config)
+
     capacity = commands.add_parser(
-        "capacity", help="edges, bandwidth and request rates for N listeners"
+        "capacity", help="edges, web nodes, Redis and PostgreSQL for N listeners"
     )
     capacity.add_argument("--listeners", type=int, required=True, help="concurrent listeners")
     capacity.add_argument(
@@ -232,6 +258,14 @@ def build_parser() -> argparse.ArgumentParser:
     capacity.add_argument(
         "--utilisation", type=float, default=0.6, help="plan edges to this load (0.6)"
     )
+    capacity.add_argument(
+        "--join-window",
+        type=float,
+        default=600.0,
+        metavar="SECONDS",
+        help="the listeners all arrive within this (default 600)",
+    )
+    capacity.add_argument("--web-cores", type=int, default=8, help="cores per web node (8)")
     capacity.add_argument("--json", action="store_true", help="print the plan as JSON")
     capacity.set_defaults(handler=_capacity)
 
@@ -383,7 +417,8 @@ def _serve(args: argparse.Namespace) -> int:
     flags = {
         name: getattr(args, name)
         for name in (
-            *("data_dir", "database_url", "redis_url", "node_name", "host", "port", "public_url"),
+            *("data_dir", "database_url", "redis_url", "node_name", "role", "media_url"),
+            *("host", "port", "public_url"),
             *("log_format", "log_level", "demo"),
             *("max_listeners", "max_join_rate", "join_pow"),
         )
@@ -636,8 +671,23 @@ def _edge_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def _lb_config(args: argparse.Namespace) -> int:
+    from podium.edge import haproxy
+
+    print(
+        haproxy.render(
+            args.node,
+            listen=args.listen or haproxy.DEFAULT_LISTEN,
+            socket=args.admin_socket or haproxy.DEFAULT_SOCKET,
+            maxconn=haproxy.DEFAULT_MAXCONN if args.maxconn is None else args.maxconn,
+        ),
+        end="",
+    )
+    return 0
+
+
 def _capacity(args: argparse.Namespace) -> int:
-    from podium.edge import capacity
+    from podium.edge import capacity, fleetcapacity
 
     assumptions = capacity.Assumptions(
         edge_cores=args.edge_cores, edge_gbps=args.edge_gbps, utilisation=args.utilisation
@@ -645,10 +695,18 @@ def _capacity(args: argparse.Namespace) -> int:
     result = capacity.plan(
         args.listeners, args.part_ms, capacity.parse_bitrate(args.bitrate), assumptions
     )
+    fleet = fleetcapacity.plan_fleet(
+        args.listeners,
+        fleetcapacity.FleetAssumptions(
+            join_window_s=args.join_window,
+            web_cores=args.web_cores,
+            utilisation=args.utilisation,
+        ),
+    )
     if args.json:
-        print(json.dumps(result.to_json(), indent=2))
+        print(json.dumps({**result.to_json(), "fleet": fleet.to_json()}, indent=2))
     else:
-        print(capacity.render(result), end="")
+        print(capacity.render(result) + "\n" + fleetcapacity.render_fleet(fleet), end="")
     return 0
 
 

@@ -123,9 +123,15 @@ class SpaceAdmission:
     # -- the calls the join endpoint makes ---------------------------------------------
 
     def arrive(
-        self, now: float, seated: int, healthy: bool = True, started: bool = True
+        self,
+        now: float,
+        seated: int,
+        healthy: bool = True,
+        started: bool = True,
+        listener: str = "",
     ) -> Decision:
-        """A new arrival (no queue entry yet)."""
+        """A new arrival (no queue entry yet). ``listener`` (who would be seated) is for
+        the fleet's admission, which counts them itself; here ``seated`` says it all."""
         if not started:
             return self._prequeue_entry(now)
         self.start(now)  # those who came before the start go first, shuffled
@@ -143,7 +149,13 @@ class SpaceAdmission:
         return self._answer(entry, now, seated, healthy)
 
     def poll(
-        self, entry_id: str, now: float, seated: int, healthy: bool = True, started: bool = True
+        self,
+        entry_id: str,
+        now: float,
+        seated: int,
+        healthy: bool = True,
+        started: bool = True,
+        listener: str = "",
     ) -> Decision:
         """A queued client comes back with its entry id (from a verified queue token)."""
         entry = self._entries.get(entry_id)

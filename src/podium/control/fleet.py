@@ -85,6 +85,7 @@ class Fleet:
     """This node's view of the fleet through one Redis."""
 
     def __init__(self, url: str, node_id: str, role: str, public_url: str, now: float) -> None:
+        self.url = url
         self.node_id = node_id
         self.role = role
         self.public_url = public_url
@@ -198,6 +199,10 @@ class Fleet:
         bucket = f"{PREFIX}limit:{name}:{key}"
         answer = self.call(lambda client: self._bucket(keys=[bucket], args=[rate, burst, cost]))
         return None if answer is None else float(answer)
+
+    def script(self, text: str) -> Script:
+        """A Lua script to run through :meth:`call` (sent once, then run by its hash)."""
+        return self._client.register_script(text)
 
     def close(self) -> None:
         self._client.close()

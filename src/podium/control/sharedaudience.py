@@ -28,6 +28,25 @@ from podium.control.audience import Audience, AudienceSnapshot, SketchAudience
 from podium.control.fleet import PREFIX, Fleet
 
 FLUSH_IDS = 500
+WINDOW_S = 30.0
+STEP_S = 5.0
+
+
+def audience_keys(
+    space_id: str, now: float, window: float = WINDOW_S, step: float = STEP_S
+) -> tuple[str, str, list[str], int]:
+    """The sketches of ``space_id`` at ``now``: the bucket an id heard now goes in, the
+    unique sketch, the buckets whose union is the concurrent count, and a bucket's time to
+    live (seconds). The fleet's admission seats listeners in them directly."""
+    prefix = f"{PREFIX}audience:{space_id}:"
+    low = math.floor((now - window) / step)
+    high = math.ceil(now / step) - 1
+    return (
+        f"{prefix}b:{high}",
+        prefix + "unique",
+        [f"{prefix}b:{j}" for j in range(low, high + 1)],
+        int(window + 2 * step) + 1,
+    )
 
 
 class SharedAudience(Audience):
@@ -39,8 +58,8 @@ class SharedAudience(Audience):
         self,
         fleet: Fleet,
         space_id: str,
-        window: float = 30.0,
-        step: float = 5.0,
+        window: float = WINDOW_S,
+        step: float = STEP_S,
         history_minutes: int = 24 * 60,
     ) -> None:
         super().__init__(window, step, history_minutes)

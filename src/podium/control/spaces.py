@@ -68,6 +68,10 @@ class Spaces:
                 raise
             return cached[1]
 
+    def forget(self, space_id: str) -> None:
+        """Drop the cached read of a space (another node changed it)."""
+        self._cache.pop(space_id, None)
+
     def create(
         self,
         host_id: str,

@@ -21,6 +21,7 @@ from urllib.parse import quote
 import httpx
 
 from podium import errors
+from podium.media.fanout import Fanout
 from podium.origin import feed
 from podium.origin.origin import Origin
 
@@ -75,6 +76,10 @@ class MediaLink:
         self._ready = asyncio.Event()
         self._closing = False
         self.restarts = 0
+        # Web nodes following this one's feed (a media node's), and their catch-up.
+        self.fanout = Fanout()
+        # The node whose worker runs the rooms, where several share a database.
+        self.node: str | None = None
 
     # -- lifetime ------------------------------------------------------------------------
 
@@ -144,7 +149,10 @@ class MediaLink:
                 if not line:
                     continue
                 try:
-                    self.origin.apply(feed.parse(line.encode()))
+                    raw = line.encode() + b"\n"
+                    event = feed.parse(raw)
+                    self.origin.apply(event)
+                    self.fanout.publish(event, raw)
                 except Exception:
                     # One bad event must not take the web process down with it.
                     log.exception("feed_event_failed", extra={"fields": {"line": line[:200]}})
@@ -219,6 +227,10 @@ class MediaLink:
     async def status(self) -> dict[str, Any]:
         result: dict[str, Any] = await self._call("GET", "/status")
         return result
+
+    async def forward(self, method: str, path: str, body: dict[str, Any] | None) -> Any:
+        """A command from a web node, as it sent it (``path`` already quoted)."""
+        return await self._call(method, path, body)
 
     async def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
         await self.wait_ready()

@@ -34,6 +34,14 @@ class Origin:
                 self._programs[space_id] = program
         return program
 
+    def forget(self, space_id: str) -> None:
+        """Drop a program from memory (a web node's, once it ended: the media node that
+        recorded it answers for it)."""
+        self._programs.pop(space_id, None)
+
+    def forget_all(self) -> None:
+        self._programs.clear()
+
     def apply(self, event: feed.Event) -> None:
         """Take one event from the media worker's feed."""
         if isinstance(event, feed.Began):

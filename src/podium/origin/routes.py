@@ -23,8 +23,11 @@ from __future__ import annotations
 import time
 from typing import Annotated, Any
 
+import httpx
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import FileResponse
+from starlette.background import BackgroundTask
+from starlette.responses import StreamingResponse
 
 from podium.errors import NotFound, PodiumError
 from podium.origin.origin import Origin
@@ -87,15 +90,69 @@ def _program(origin: Origin, space_id: str) -> Program:
     return program
 
 
+class UpstreamUnavailable(PodiumError):
+    status = 503
+    kind = "media-unavailable"
+    title = "Media node unavailable"
+
+
+# The answer headers an upstream's answer keeps on its way through.
+_PASSED_ON = (
+    "content-type",
+    "content-length",
+    "cache-control",
+    "access-control-allow-origin",
+    "retry-after",
+    "content-disposition",
+    "last-modified",
+    "etag",
+)
+
+
+class Upstream:
+    """A web node's way to what its own origin does not hold: the media node, which has
+    every recording (ended programs, replays, parts older than the feed's catch-up)."""
+
+    def __init__(self, url: str) -> None:
+        self._client = httpx.AsyncClient(
+            base_url=url.rstrip("/"), timeout=httpx.Timeout(30.0, connect=3.0)
+        )
+
+    async def get(self, request: Request) -> Response:
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        try:
+            answer = await self._client.send(self._client.build_request("GET", target), stream=True)
+        except httpx.HTTPError as exc:
+            raise UpstreamUnavailable(f"the media node did not answer: {exc}") from exc
+        headers = {name: answer.headers[name] for name in _PASSED_ON if name in answer.headers}
+        return StreamingResponse(
+            answer.aiter_raw(),
+            status_code=answer.status_code,
+            headers=headers,
+            background=BackgroundTask(answer.aclose),
+        )
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+
+def _upstream(request: Request) -> Upstream | None:
+    upstream: Upstream | None = getattr(request.app.state, "upstream", None)
+    return upstream
+
+
 @router.get(
     f"/{{space_id}}/{MULTIVARIANT_NAME}",
     response_class=Response,
     responses=_answers(PLAYLIST_TYPE),
 )
-async def multivariant(space_id: str, origin: OriginDep) -> Response:
+async def multivariant(request: Request, space_id: str, origin: OriginDep) -> Response:
     """The space's entry point: a multivariant playlist with one audio-only variant
     (``CODECS="mp4a.40.2"``), the media playlist ``live.m3u8``. The same for the live
     space and its replay."""
+    upstream = _upstream(request)
+    if upstream is not None and origin.program(space_id) is None:
+        return await upstream.get(request)
     program = _program(origin, space_id)
     cache = "public, max-age=86400" if program.playlist.ended else "public, max-age=60"
     return Response(
@@ -114,6 +171,9 @@ async def playlist(request: Request, space_id: str, origin: OriginDep) -> Respon
     Supports Blocking Playlist Reload (``_HLS_msn``, ``_HLS_part``) and delta updates
     (``_HLS_skip=YES``).
     """
+    upstream = _upstream(request)
+    if upstream is not None and origin.program(space_id) is None:
+        return await upstream.get(request)
     program = _program(origin, space_id)
     query = request.query_params
     msn, part, skip = query.get("_HLS_msn"), query.get("_HLS_part"), query.get("_HLS_skip")
@@ -143,8 +203,11 @@ async def playlist(request: Request, space_id: str, origin: OriginDep) -> Respon
 
 
 @router.get("/{space_id}/replay.m4a", response_class=Response, responses=_answers(MEDIA_TYPE))
-async def replay(space_id: str, origin: OriginDep) -> Response:
+async def replay(request: Request, space_id: str, origin: OriginDep) -> Response:
     """The whole program as one M4A file, once the space has ended."""
+    upstream = _upstream(request)
+    if upstream is not None and origin.program(space_id) is None:
+        return await upstream.get(request)
     program = _program(origin, space_id)
     path = program.directory / EXPORT_FILE
     if program.playlist.ended and path.is_file():
@@ -168,9 +231,12 @@ class _RetryLater(TooEarly):
 
 
 @router.get("/{space_id}/{name}", response_class=Response, responses=_answers(MEDIA_TYPE))
-async def media_object(space_id: str, name: str, origin: OriginDep) -> Response:
+async def media_object(request: Request, space_id: str, name: str, origin: OriginDep) -> Response:
     """The init segment, a part or a whole segment. A part announced by the preload hint
     is held until it exists (8216bis 6.2.6: "the server SHOULD ... block")."""
+    upstream = _upstream(request)
+    if upstream is not None and origin.program(space_id) is None:
+        return await upstream.get(request)
     program = _program(origin, space_id)
     parsed = parse_name(name)
     if parsed is None or parsed.kind is Kind.PLAYLIST:
@@ -186,6 +252,15 @@ async def media_object(space_id: str, name: str, origin: OriginDep) -> Response:
         data = program.part(parsed.msn, parsed.index)
         if data is None and program.is_upcoming_part(parsed.msn, parsed.index):
             data = await _wait_for_part(program, parsed.msn, parsed.index)
+    if (
+        data is None
+        and upstream is not None
+        and parsed.msn is not None
+        and parsed.msn < program.playlist.media_sequence
+    ):
+        # Older than this web node's catch-up: the media node has it on disk. (Nothing
+        # else goes there: a flood of made-up names must not reach the media node.)
+        return await upstream.get(request)
     if data is None:
         raise NotFound(f"{name} does not exist (yet)")
     return Response(data, media_type=MEDIA_TYPE, headers={"Cache-Control": IMMUTABLE, **CORS})

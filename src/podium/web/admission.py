@@ -4,8 +4,10 @@ It owns what the pure cores need from the outside world: the clock, the event-lo
 and CPU readings (:class:`~podium.control.health.HealthGuard`), how many joins arrive a
 second (which switches proof of work on in ``auto`` mode and sets its difficulty), the
 spent proof-of-work tokens, and one :class:`~podium.control.admission.SpaceAdmission`
-per space. Queue tokens are signed with a key derived from the ticket key, so a queue
-token can never pass as a listener ticket, nor the reverse.
+per space (or, in a fleet, one :class:`~podium.control.sharedadmission.SharedAdmission`
+that every node shares, and a join pressure summed over the nodes). Queue tokens are
+signed with a key derived from the ticket key, so a queue token can never pass as a
+listener ticket, nor the reverse.
 """
 
 from __future__ import annotations
@@ -19,12 +21,15 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 from podium import clock
 from podium.config import PowMode, Settings
 from podium.control import proofofwork, tickets
-from podium.control.admission import Limits, SpaceAdmission
+from podium.control.admission import Capacity, Decision, Limits, SpaceAdmission
+from podium.control.fleet import PREFIX, Fleet
 from podium.control.health import HealthGuard
+from podium.control.sharedadmission import SharedAdmission, admission_script
 from podium.errors import Unauthenticated
 
 log = logging.getLogger("podium.admission")
@@ -38,6 +43,33 @@ _PRESSURE_WINDOW_S = 2.0
 _SEATED_CACHE_S = 0.25
 
 
+class Admission(Protocol):
+    """One space's admission: this node's own, or the fleet's."""
+
+    def arrive(
+        self,
+        now: float,
+        seated: int,
+        healthy: bool = True,
+        started: bool = True,
+        listener: str = "",
+    ) -> Decision: ...
+
+    def poll(
+        self,
+        entry_id: str,
+        now: float,
+        seated: int,
+        healthy: bool = True,
+        started: bool = True,
+        listener: str = "",
+    ) -> Decision: ...
+
+    def capacity(self, now: float, seated: int, healthy: bool = True) -> Capacity: ...
+
+    def waiting_count(self) -> int: ...
+
+
 @dataclass(slots=True)
 class _Seated:
     value: int = 0
@@ -48,7 +80,7 @@ class _Seated:
 class Gate:
     """Admission state of this node. Used from the event loop only."""
 
-    def __init__(self, settings: Settings, key: bytes) -> None:
+    def __init__(self, settings: Settings, key: bytes, fleet: Fleet | None = None) -> None:
         self.limits = Limits(
             max_listeners=settings.max_listeners or None,
             max_join_rate=settings.max_join_rate or None,
@@ -63,19 +95,34 @@ class Gate:
         self.spent = proofofwork.SpentTokens()
         self._key = key
         self._queue_key = hmac.new(key, b"podium-queue-token", hashlib.sha256).digest()
-        self._spaces: dict[str, SpaceAdmission] = {}
+        self._spaces: dict[str, Admission] = {}
         self._seated: dict[str, _Seated] = {}
         self._arrivals: deque[float] = deque()  # join request times, oldest first
+        self._fleet = fleet
+        self._script = admission_script(fleet) if fleet is not None else None
+        self._unsent = 0  # arrivals not yet added to the fleet's count
+        self._fleet_arrivals: float | None = None  # the fleet's joins a second, last read
 
     # -- per space ----------------------------------------------------------------------
 
-    def space(self, space_id: str) -> SpaceAdmission:
+    def space(self, space_id: str) -> Admission:
         admission = self._spaces.get(space_id)
         if admission is None:
-            admission = self._spaces[space_id] = SpaceAdmission(self.limits)
+            limited = self.limits.max_listeners is not None or self.limits.max_join_rate
+            if self._fleet is not None and self._script is not None and limited:
+                # (With no limit there is nothing to share: everyone is let in at once.)
+                admission = SharedAdmission(self._fleet, self._script, space_id, self.limits)
+            else:
+                admission = SpaceAdmission(self.limits)
+            self._spaces[space_id] = admission
         return admission
 
-    def spaces(self) -> list[tuple[str, SpaceAdmission]]:
+    @property
+    def fleet_wide(self) -> bool:
+        """Whether admission is the fleet's now (False: this node's own, or its share)."""
+        return self._fleet is not None and self._fleet.available
+
+    def spaces(self) -> list[tuple[str, Admission]]:
         return list(self._spaces.items())
 
     def seated(self, space_id: str, now: float, count: Callable[[float], int]) -> int:
@@ -87,6 +134,8 @@ class Gate:
         return cache.value + cache.added
 
     def note_admitted(self, space_id: str) -> None:
+        if self.fleet_wide:
+            return  # the fleet's admission counts its recent admissions itself
         self._seated.setdefault(space_id, _Seated()).added += 1
 
     # -- queue tokens ---------------------------------------------------------------------
@@ -109,11 +158,38 @@ class Gate:
     def arrival(self, now: float) -> None:
         """Count one join request (admitted, queued or refused alike)."""
         self._arrivals.append(now)
+        self._unsent += 1
         self._trim(now)
 
     def arrivals_per_s(self, now: float) -> float:
+        """Join requests a second: this node's, or the fleet's when it is more."""
         self._trim(now)
-        return len(self._arrivals) / _PRESSURE_WINDOW_S
+        own = len(self._arrivals) / _PRESSURE_WINDOW_S
+        if self._fleet_arrivals is None or not self.fleet_wide:
+            return own
+        return max(own, self._fleet_arrivals)
+
+    def share_pressure(self) -> None:
+        """Add this node's arrivals to the fleet's count of this second, and read the
+        fleet's rate over the two seconds before it (which every node has sent by now)."""
+        if self._fleet is None:
+            return
+        second = int(time.time())
+        count, self._unsent = self._unsent, 0
+
+        def send(client: Any) -> Any:
+            pipe = client.pipeline(transaction=False)
+            key = f"{PREFIX}arrivals:{second}"
+            if count:
+                pipe.incrby(key, count)
+                pipe.expire(key, 10)
+            pipe.mget(f"{PREFIX}arrivals:{second - 1}", f"{PREFIX}arrivals:{second - 2}")
+            return pipe.execute()[-1]
+
+        counts = self._fleet.call(send)
+        self._fleet_arrivals = (
+            None if counts is None else sum(int(c or 0) for c in counts) / _PRESSURE_WINDOW_S
+        )
 
     def _trim(self, now: float) -> None:
         horizon = now - _PRESSURE_WINDOW_S
@@ -156,6 +232,7 @@ class Gate:
             woke = time.monotonic()
             lag += _LAG_SMOOTHING * (max(0.0, woke - asked - _SAMPLE_S) - lag)
             if woke - window_wall >= _CPU_WINDOW_S:
+                self.share_pressure()
                 spent = time.process_time()
                 cpu = (spent - window_cpu) / (woke - window_wall)
                 window_wall, window_cpu = woke, spent

@@ -280,7 +280,7 @@ async def _transition(context: Context, space_id: str, action: Action, user: Use
     apply(context.spaces.get(space_id), action, user.id, now)
     if action is Action.START:
         await context.media.start_room(space_id)
-        context.spaces.claim_media(space_id, context.media_node)
+        context.spaces.claim_media(space_id, context.media.node)
     elif action is Action.END:
         with contextlib.suppress(NotFound):  # no room running: nothing to end
             await context.media.end_room(space_id)

@@ -141,3 +141,23 @@ class Metrics:
 
     def add_gauges(self, read: Callable[[], Iterator[GaugeMetricFamily]]) -> None:
         self.registry.register(_CallbackGauges(read))
+
+
+def with_node_label(text: bytes, node: str) -> bytes:
+    """The exposition ``text`` with ``node="<node>"`` on every sample that has no ``node``
+    label yet, so that a fleet's series stay apart however they are scraped."""
+    value = node.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    label = f'node="{value}"'.encode()
+    lines = []
+    for line in text.split(b"\n"):
+        if not line or line.startswith(b"#"):
+            lines.append(line)
+            continue
+        brace, space = line.find(b"{"), line.find(b" ")
+        if 0 <= brace < space:
+            if b'{node="' not in line and b',node="' not in line:
+                line = line[: brace + 1] + label + b"," + line[brace + 1 :]
+        elif space > 0:
+            line = line[:space] + b"{" + label + b"}" + line[space:]
+        lines.append(line)
+    return b"\n".join(lines)

@@ -16,6 +16,7 @@ from podium.control.credentials import new_id
 from podium.control.db import DatabaseUnavailable
 from podium.errors import PodiumError, StorageError
 from podium.web.context import Context, get_context
+from podium.web.metrics import with_node_label
 
 router = APIRouter(tags=["operations"])
 MEDIA_STATUS_TIMEOUT = 2.0
@@ -76,10 +77,17 @@ async def metrics(context: Ctx) -> Response:
     try:
         # A scrape must not hang on a stuck worker: that is what the 0 in _up reports.
         status = await asyncio.wait_for(context.media.status(), MEDIA_STATUS_TIMEOUT)
+        if context.settings.role == "web":
+            # The rooms' figures are the media node's own to report; here, only whether
+            # it answers.
+            status = {**status, "rooms": {}}
         context.metrics.set_media(status, context.media.restarts)
     except (PodiumError, TimeoutError):
         context.metrics.set_media(None, context.media.restarts)
-    return Response(generate_latest(context.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    text = generate_latest(context.metrics.registry)
+    if context.fleet is not None:
+        text = with_node_label(text, context.fleet.node_id)
+    return Response(text, media_type=CONTENT_TYPE_LATEST)
 
 
 def control_gauges(context: Context) -> Iterator[GaugeMetricFamily]:

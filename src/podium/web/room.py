@@ -192,8 +192,9 @@ def answer_join(
                 wait,
                 scope="address",
             )
+    listener = person_of_user(user.id) if user else "l:" + tickets.new_listener_id()
     if space.status is SpaceStatus.ENDED:
-        return _admitted(context, space, user, now, "replay")
+        return _admitted(context, space, listener, user, now, "replay")
     if entry_id is None and gate.pow_required(now):
         _check_proof(context, space.id, body.pow, now)
     room = context.hub.room(space.id)
@@ -201,12 +202,12 @@ def answer_join(
     started = space.status is SpaceStatus.LIVE
     admission = gate.space(space.id)
     if entry_id is None:
-        decision = admission.arrive(now, seated, gate.healthy, started)
+        decision = admission.arrive(now, seated, gate.healthy, started, listener)
     else:
-        decision = admission.poll(entry_id, now, seated, gate.healthy, started)
+        decision = admission.poll(entry_id, now, seated, gate.healthy, started, listener)
     if isinstance(decision, Admitted):
         gate.note_admitted(space.id)
-        return _admitted(context, space, user, now, "admitted")
+        return _admitted(context, space, listener, user, now, "admitted")
     if isinstance(decision, Refused):
         raise Overloaded(
             "the waiting room of this space is full; try again later",
@@ -239,9 +240,8 @@ def _check_proof(context: Context, space_id: str, proof: ProofBody | None, now: 
 
 
 def _admitted(
-    context: Context, space: Space, user: User | None, now: float, status: str
+    context: Context, space: Space, listener: str, user: User | None, now: float, status: str
 ) -> JSONResponse:
-    listener = person_of_user(user.id) if user else "l:" + tickets.new_listener_id()
     tier = "account" if user else "guest"
     ticket = tickets.issue(signing_key(context), space.id, listener, tier, now, TICKET_TTL_S)
     room = context.hub.room(space.id)

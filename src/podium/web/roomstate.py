@@ -20,11 +20,15 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+import redis
+import redis.asyncio
+
 from podium import clock
 from podium.control.audience import Audience, ExactAudience, SketchAudience
 from podium.control.lifecycle import Space, SpaceStatus
 from podium.control.reactions import ReactionCounter
 from podium.control.sharedaudience import SharedAudience
+from podium.control.sharedroom import CHANNEL, SharedReactions, SharedRoom, scripts
 from podium.control.stage import Stage
 from podium.errors import StorageError
 from podium.web.context import Context
@@ -47,6 +51,8 @@ class LiveRoom:
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     last_read: float = 0.0
     built_at: float = 0.0
+    # In a fleet, the document every node shares (None: this node's own).
+    shared: SharedRoom | None = None
 
 
 class RoomHub:
@@ -56,6 +62,7 @@ class RoomHub:
         self._context = context
         self._exact = exact_audience
         self._rooms: dict[str, LiveRoom] = {}
+        self._scripts = scripts(context.fleet) if context.fleet is not None else None
 
     def _audience(self, space_id: str) -> Audience:
         """In a fleet, the audience every node counts together; else this node's own."""
@@ -66,7 +73,15 @@ class RoomHub:
     def room(self, space_id: str) -> LiveRoom:
         room = self._rooms.get(space_id)
         if room is None:
-            room = LiveRoom(audience=self._audience(space_id))
+            fleet = self._context.fleet
+            if fleet is not None and self._scripts is not None:
+                room = LiveRoom(
+                    audience=self._audience(space_id),
+                    reactions=SharedReactions(fleet, space_id),
+                    shared=SharedRoom(fleet, *self._scripts, space_id),
+                )
+            else:
+                room = LiveRoom(audience=self._audience(space_id))
             self._rooms[space_id] = room
         return room
 
@@ -80,7 +95,7 @@ class RoomHub:
         room.last_read = clock.now()
         if room.last_read - room.built_at >= REFRESH_S:
             try:
-                self.refresh(space)
+                self._update(space)
             except StorageError:
                 if not room.document:
                     raise
@@ -88,19 +103,80 @@ class RoomHub:
                 # stage (nobody can change it meanwhile) and its audience numbers.
         return room
 
+    def _update(self, space: Space) -> None:
+        """Bring the document up to date: rebuild it on a node of its own or on the
+        room's leader; elsewhere in a fleet, take the one the leader published."""
+        room = self.room(space.id)
+        if room.shared is not None and not room.shared.lead():
+            room.built_at = clock.now()
+            if self._pull(room):
+                return
+        self.refresh(space)
+
     def refresh(self, space: Space) -> None:
-        """Rebuild the document; bump the version (and wake long polls) if it changed."""
+        """Rebuild the document (and publish it to the fleet); bump the version and wake
+        long polls if it changed. Called after every change this node makes."""
         room = self.room(space.id)
         room.built_at = clock.now()
         content = build_document(self._context, space, room, room.built_at)
         digest = hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
         if digest == room.digest:
             return
+        version = room.version + 1
+        if room.shared is not None:
+            shared = room.shared.publish(digest, content, at_least=version)
+            version = version if shared is None else shared
+        self._adopt(room, version, digest, content)
+
+    def _pull(self, room: LiveRoom) -> bool:
+        """Take the fleet's document if it is newer; False if there is none to take."""
+        assert room.shared is not None
+        found = room.shared.read()
+        if found is None:
+            return False
+        version, digest, content = found
+        if version > room.version:
+            self._adopt(room, version, digest, content)
+        return True
+
+    @staticmethod
+    def _adopt(room: LiveRoom, version: int, digest: str, content: dict[str, Any]) -> None:
+        if version <= room.version:
+            return
         room.digest = digest
-        room.version += 1
-        room.document = {"version": room.version, **content}
+        room.version = version
+        room.document = {"version": version, **content}
         room.changed.set()
         room.changed = asyncio.Event()
+
+    async def follow_fleet(self, url: str) -> None:
+        """Hear of every room change another node publishes (Redis pub/sub) and wake the
+        long polls waiting here, for as long as this node runs."""
+        while True:
+            client = redis.asyncio.Redis.from_url(
+                url, decode_responses=True, socket_connect_timeout=1.0
+            )
+            try:
+                async with client.pubsub() as pubsub:
+                    await pubsub.subscribe(CHANNEL)
+                    async for message in pubsub.listen():
+                        if message["type"] == "message":
+                            self._heard(str(message["data"]))
+            except (redis.RedisError, OSError) as exc:
+                log.debug("room_changes_unheard", extra={"fields": {"error": repr(exc)}})
+            finally:
+                await client.aclose()
+            await asyncio.sleep(1.0)  # Redis is away: the ticker keeps rooms fresh
+
+    def _heard(self, message: str) -> None:
+        space_id, _, version = message.partition(" ")
+        room = self._rooms.get(space_id)
+        if room is None or room.shared is None or not version.isdigit():
+            return
+        if int(version) > room.version:
+            # The change may be the space's own (it ended, say): read it afresh next.
+            self._context.spaces.forget(space_id)
+            self._pull(room)
 
     async def wait_after(self, space: Space, version: int, within: float) -> LiveRoom:
         """The room once its version passes ``version`` or ``within`` seconds pass."""
@@ -118,10 +194,12 @@ class RoomHub:
             for space_id, room in list(self._rooms.items()):
                 if isinstance(room.audience, SharedAudience):
                     room.audience.flush()
+                if isinstance(room.reactions, SharedReactions):
+                    room.reactions.flush()
                 if now - room.last_read > 10 * LONG_POLL_S:
                     continue  # nobody is watching; the next read rebuilds it
                 try:
-                    self.refresh(self._context.spaces.get_cached(space_id, now))
+                    self._update(self._context.spaces.get_cached(space_id, now))
                 except StorageError as exc:
                     log.warning(
                         "room_state_stale",

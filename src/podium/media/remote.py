@@ -1,0 +1,107 @@
+"""A web node's media: the fleet's media node, reached over TCP with a shared secret.
+
+:class:`RemoteMedia` has :class:`~podium.media.link.MediaLink`'s commands (a space goes
+live or ends, a WHIP offer, mute) and sends them to the media node's internal API
+(``/internal/media/…``, see :mod:`podium.web.internal`). It follows the media node's feed
+into this node's origin, so every web node serves every live space's playlists and parts
+itself: the media node sends each part once per web node, whatever the crowd. The feed
+starts with a catch-up (:mod:`podium.media.fanout`); if the media node cannot be
+reached, the feed is tried again with a backoff and commands answer 503.
+
+A program that ended is dropped from this node's origin: its replay and any part older
+than the catch-up are answered from the media node, which has the recording.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from pathlib import Path
+
+import httpx
+
+from podium.media.link import MediaLink, MediaUnavailable
+from podium.origin import feed
+from podium.origin.origin import Origin
+
+log = logging.getLogger("podium.media")
+
+RETRY_S = 0.5
+RETRY_MAX_S = 5.0
+CONNECT_TIMEOUT_S = 3.0
+
+
+class RemoteMedia(MediaLink):
+    """The media node at ``url``, authenticated with ``secret``. :meth:`run` as a task."""
+
+    def __init__(self, url: str, secret: str, origin: Origin, runtime_dir: Path) -> None:
+        super().__init__(runtime_dir, origin.recordings, origin, live_spaces=list)
+        self.url = url.rstrip("/")
+        self._secret = secret
+        # The media node's name, as it says in the feed's first line.
+        self.node: str | None = None
+        self.connected_at: float | None = None
+
+    def _new_client(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(
+            base_url=f"{self.url}/internal/media",
+            headers={"Authorization": f"Bearer {self._secret}"},
+            timeout=httpx.Timeout(30.0, connect=CONNECT_TIMEOUT_S),
+        )
+
+    async def run(self) -> None:
+        """Follow the media node's feed until :meth:`close`, reconnecting after a loss."""
+        delay = RETRY_S
+        while not self._closing:
+            self._client = self._new_client()
+            try:
+                await self._follow()
+                delay = RETRY_S
+            except Exception as exc:  # whatever it was, the answer is to follow again
+                if not self._closing:
+                    log.warning(
+                        "media_node_unreachable",
+                        extra={"fields": {"url": self.url, "error": repr(exc)}},
+                    )
+            finally:
+                self._ready.clear()
+                client, self._client = self._client, None
+                await client.aclose()
+            if not self._closing:
+                self.restarts += 1
+                await asyncio.sleep(delay)
+                delay = min(RETRY_MAX_S, delay * 2)
+
+    async def _follow(self) -> None:
+        assert self._client is not None
+        async with self._client.stream("GET", "/feed", timeout=None) as response:
+            if response.status_code != 200:
+                await response.aread()
+                raise MediaUnavailable(
+                    f"the media node refused to be followed ({response.status_code}):"
+                    f" {response.text[:200]}"
+                )
+            lines = response.aiter_lines()
+            hello = json.loads(await anext(lines))
+            self.node = str(hello["node"])
+            # What was followed before is stale: the catch-up brings back what is live.
+            self.origin.forget_all()
+            self._ready.set()
+            log.info("media_node_followed", extra={"fields": {"url": self.url, "node": self.node}})
+            async for line in lines:
+                if not line:
+                    continue
+                try:
+                    event = feed.parse(line.encode())
+                    self.origin.apply(event)
+                    if isinstance(event, feed.Ended):
+                        self.origin.forget(event.space_id)
+                except Exception:
+                    log.exception("feed_event_failed", extra={"fields": {"line": line[:200]}})
+            raise MediaUnavailable("the media node closed its feed")
+
+    async def close(self) -> None:
+        self._closing = True
+        if self._client is not None:
+            await self._client.aclose()

@@ -1,0 +1,81 @@
+"""A media node's internal API, for the fleet's web nodes (``--role media``).
+
+``GET /internal/media/feed`` streams the feed (one JSON object per line: first
+``{"node": NAME}``, then the catch-up and every event, see :mod:`podium.media.fanout`);
+every other path is a command for the media worker, passed on as it came (the worker's
+own paths: ``POST /internal/media/rooms/{id}`` and so on) and answered as the worker
+answers. Every request carries ``Authorization: Bearer <media_secret>``; nothing here is
+for the public, and a load balancer in front of web nodes refuses ``/internal/`` anyway.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Request, Response
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from podium.errors import InvalidInput, PodiumError, Unauthenticated
+from podium.web.context import Context, get_context
+
+PREFIX = "/internal/media"
+Ctx = Annotated[Context, Depends(get_context)]
+
+
+async def _authenticated(
+    context: Ctx, authorization: Annotated[str | None, Header()] = None
+) -> None:
+    secret = context.settings.media_secret
+    assert secret is not None  # a media node's settings require it
+    expected = f"Bearer {secret.value}".encode()
+    if authorization is None or not hmac.compare_digest(authorization.encode(), expected):
+        raise Unauthenticated("this is a media node's internal API: send the fleet's secret")
+
+
+router = APIRouter(prefix=PREFIX, include_in_schema=False, dependencies=[Depends(_authenticated)])
+
+
+@router.get("/feed")
+async def follow(context: Ctx) -> StreamingResponse:
+    lines, queue = context.media.fanout.follow()
+    hello = json.dumps({"node": context.media_node or context.settings.node_name}).encode()
+
+    async def stream() -> AsyncIterator[bytes]:
+        try:
+            yield hello + b"\n"
+            for line in lines:
+                yield line
+            while (event := await queue.get()) is not None:
+                yield event
+        finally:
+            context.media.fanout.leave(queue)
+
+    return StreamingResponse(
+        stream(), media_type="application/x-ndjson", headers={"Cache-Control": "no-store"}
+    )
+
+
+@router.api_route("/{path:path}", methods=["GET", "POST", "PATCH", "DELETE"])
+async def command(request: Request, context: Ctx) -> Response:
+    raw = request.scope.get("raw_path") or request.url.path.encode()
+    path = raw.decode("ascii", "replace").split("?", 1)[0][len(PREFIX) :]
+    if request.url.query:
+        path += f"?{request.url.query}"
+    body: dict[str, Any] | None = None
+    if request.method in ("POST", "PATCH"):
+        content = await request.body()
+        try:
+            body = json.loads(content) if content else None
+        except ValueError as exc:
+            raise InvalidInput("the command's body is not JSON") from exc
+    try:
+        answer = await context.media.forward(request.method, path, body)
+    except PodiumError as exc:
+        # As the worker answers, so that the web node raises the same error.
+        return JSONResponse({"kind": exc.kind, "detail": exc.detail}, status_code=exc.status)
+    if answer is None:
+        return Response(status_code=204)
+    return JSONResponse(answer)

@@ -1,0 +1,101 @@
+"""A fleet on one machine, as separate processes: a media node and web nodes that share one
+PostgreSQL and one Redis, with one signing key and one media secret."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harness import SHARED_SERVER_ENV, Server, migrate, start_server
+from services import Postgres, Redis
+
+
+@dataclass
+class Fleet:
+    media: Server
+    web: list[Server]
+    env: dict[str, str]
+    data: Path
+    extra: list[Server] = field(default_factory=list)
+
+    @property
+    def owner(self) -> str:
+        return self.media.owner_token  # the first node made the owner; all share it
+
+    def add_web(self, name: str) -> Server:
+        """One more web node, started now."""
+        node = start_server(
+            self.data / name,
+            env={
+                **self.env,
+                "PODIUM_ROLE": "web",
+                "PODIUM_NODE_NAME": name,
+                "PODIUM_MEDIA_URL": self.media.url,
+            },
+        )
+        self.extra.append(node)
+        self._share_owner(node)
+        return node
+
+    def _share_owner(self, node: Server) -> None:
+        """The owner is the fleet's (made by the first node): give each node its token, so
+        that tests can act as the owner through any node."""
+        (node.data_dir / "owner.token").write_text(self.owner)
+
+    def stop(self) -> None:
+        for node in [*self.extra, *self.web, self.media]:
+            node.stop()
+
+
+def eventually(check: Callable[[], bool], within: float = 15.0) -> None:
+    deadline = time.monotonic() + within
+    while not check():
+        assert time.monotonic() < deadline, "not within the time allowed"
+        time.sleep(0.2)
+
+
+def fleet_env(postgres: Postgres, redis_server: Redis, **settings: str) -> dict[str, str]:
+    """What every node of a fleet is given: a new database (migrated, as an operator
+    would), the Redis, one signing key and one media secret, and ``settings``."""
+    url = postgres.create_database("fleet")
+    migrate(url)
+    return {
+        **SHARED_SERVER_ENV,
+        "PODIUM_DATABASE_URL": url,
+        "PODIUM_REDIS_URL": redis_server.url,
+        "PODIUM_SECRET_KEY": secrets.token_urlsafe(40),
+        "PODIUM_MEDIA_SECRET": secrets.token_urlsafe(40),
+        **{f"PODIUM_{name.upper()}": value for name, value in settings.items()},
+    }
+
+
+def start_fleet(
+    postgres: Postgres, redis_server: Redis, data: Path, web: int, **settings: str
+) -> Fleet:
+    """A media node and ``web`` web nodes."""
+    env = fleet_env(postgres, redis_server, **settings)
+    media = start_server(
+        data / "media", env={**env, "PODIUM_ROLE": "media", "PODIUM_NODE_NAME": "media-1"}
+    )
+    fleet = Fleet(media, [], env, data)
+    try:
+        for n in range(1, web + 1):
+            fleet.web.append(
+                start_server(
+                    data / f"web-{n}",
+                    env={
+                        **env,
+                        "PODIUM_ROLE": "web",
+                        "PODIUM_NODE_NAME": f"web-{n}",
+                        "PODIUM_MEDIA_URL": media.url,
+                    },
+                )
+            )
+            fleet._share_owner(fleet.web[-1])
+    except BaseException:
+        fleet.stop()
+        raise
+    return fleet

@@ -78,6 +78,10 @@ class Settings:
     # Key for signing tickets and invite links. When unset, one is generated on first
     # start and kept in <data_dir>/secret.key (mode 0600).
     secret_key: Secret | None = None
+    # The key secret_key replaced, when rotating it: what it signed (tickets, invites,
+    # queue places) is still accepted while new ones are signed with secret_key. Drop it
+    # once they have expired (a day).
+    previous_secret_key: Secret | None = None
     # Start (or keep) a live demo space with a speaker looping a bundled recording.
     demo: bool = False
     # Count the audience exactly (memory grows with it) instead of with HyperLogLog
@@ -236,7 +240,7 @@ def _coerce(name: str, raw: Any, source: str) -> Any:
             raise ValueError("not a string")
         return raw
     except ValueError as exc:
-        hidden = {"secret_key", "database_url", "redis_url", "media_secret"}
+        hidden = {"secret_key", "previous_secret_key", "database_url", "redis_url", "media_secret"}
         shown = "(secret)" if name in hidden else repr(raw)
         raise ConfigError(f"{source}: invalid value {shown}: {exc}") from exc
 

@@ -195,7 +195,10 @@ def build(settings: Settings) -> tuple[FastAPI, Context, bool]:
         media_node=media_node,
     )
     context.hub = RoomHub(context, exact_audience=settings.exact_audience)
-    context.gate = Gate(settings, signing_key(context), fleet)
+    previous = settings.previous_secret_key
+    context.gate = Gate(
+        settings, signing_key(context), fleet, previous.value.encode() if previous else None
+    )
     context.join_by_client = limit("join-address", settings.join_per_second, settings.join_burst)
     context.writes_by_client = limit(
         "writes-address", settings.listener_writes_per_second, settings.listener_writes_burst

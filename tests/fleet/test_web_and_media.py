@@ -103,6 +103,13 @@ def test_every_web_node_is_an_origin_for_the_media_nodes_space(fleet: Fleet) -> 
     replay = httpx.get(f"{second.url}/hls/{space_id}/replay.m4a", timeout=30)
     original = httpx.get(f"{fleet.media.url}/hls/{space_id}/replay.m4a", timeout=30)
     assert replay.content == original.content
+    # A podcast app's seek goes through the web node to the media node and back.
+    ranged = httpx.get(
+        f"{second.url}/hls/{space_id}/replay.m4a", headers={"Range": "bytes=100-199"}, timeout=30
+    )
+    assert ranged.status_code == 206
+    assert ranged.content == original.content[100:200]
+    assert ranged.headers["content-range"].startswith("bytes 100-199/")
     ended = _playlist(f"{late.url}/hls/{space_id}/live.m3u8")
     assert "#EXT-X-ENDLIST" in ended
     heard = decode(f"{first.url}/hls/{space_id}/replay.m4a")

@@ -152,3 +152,41 @@ def test_paths_that_only_look_like_a_join_go_to_the_router(server: Server, live_
         assert_problem(anonymous.post("/api/v1/spaces//join"), 404)
         # GET is not a join: the route only takes POST.
         assert anonymous.get(f"/api/v1/spaces/{live_space}/join").status_code == 405
+
+
+BEACON_ROUTE = "/api/v1/spaces/{space_id}/beacon"
+
+
+def _beacons_counted(server: Server, status: int) -> float:
+    metrics = httpx.get(f"{server.url}/metrics", timeout=10).text
+    line = f'podium_http_requests_total{{method="POST",route="{BEACON_ROUTE}",status="{status}"}} '
+    found = [float(m.split()[-1]) for m in metrics.splitlines() if m.startswith(line)]
+    return found[0] if found else 0.0
+
+
+def test_beacons_are_answered_alike_on_the_fast_path_and_the_route(
+    server: Server, live_space: str
+) -> None:
+    """A well-formed beacon is answered outside the framework; anything else goes on to
+    the route. Either way: the same statuses, problems, CORS and metrics."""
+    url = f"{server.url}/api/v1/spaces/{live_space}/beacon"
+    ok, unauthenticated = _beacons_counted(server, 204), _beacons_counted(server, 401)
+    with httpx.Client(timeout=10) as http:
+        ticket = http.post(f"{server.url}/api/v1/spaces/{live_space}/join").json()["ticket"]
+        beaconed = http.post(url, json={"ticket": ticket}, headers={"Origin": "https://e.example"})
+        assert beaconed.status_code == 204, beaconed.text
+        assert beaconed.headers["access-control-allow-origin"] == "*"
+        assert_problem(http.post(url, json={"ticket": "forged.ticket.value"}), 401)
+        # Other spaces' tickets are no good here either.
+        assert_problem(
+            http.post(url.replace(live_space, "nosuchspace"), json={"ticket": ticket}), 401
+        )
+        # Bodies the fast path does not take: the route's answers.
+        assert_problem(http.post(url, json={"ticket": ticket, "vip": True}), 422, "invalid-input")
+        assert_problem(http.post(url, json={}), 422, "invalid-input")
+        assert_problem(http.post(url, content=b"[]", headers=JSON), 400, "malformed-json")
+        assert_problem(http.post(url, content=b'{"ticket": ', headers=JSON), 400)
+        assert 400 <= http.post(url, content=b"", headers=JSON).status_code < 500
+        assert_problem(http.post(url, json={"ticket": "x" * 601}), 422, "invalid-input")
+    assert _beacons_counted(server, 204) == ok + 1
+    assert _beacons_counted(server, 401) == unauthenticated + 2

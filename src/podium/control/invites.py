@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+from collections.abc import Sequence
 
 from podium.errors import Unauthenticated
 
@@ -31,13 +32,15 @@ def issue(key: bytes, space_id: str, now: float, ttl: float) -> tuple[str, int]:
     return f"{expires}.{_mac(key, space_id, expires)}", expires
 
 
-def verify(key: bytes, text: str, space_id: str, now: float) -> None:
-    """Raise :class:`Unauthenticated` unless ``text`` is a live invite to ``space_id``."""
+def verify(keys: bytes | Sequence[bytes], text: str, space_id: str, now: float) -> None:
+    """Raise :class:`Unauthenticated` unless ``text`` is a live invite to ``space_id``
+    signed with one of ``keys`` (the current one first, then one retired by rotation)."""
     head, sep, mac = text.partition(".")
     if not sep or not head.isdigit() or len(head) > 12 or len(mac) != 24:
         raise Unauthenticated("the invite link is malformed")
     expires = int(head)
-    if not hmac.compare_digest(mac, _mac(key, space_id, expires)):
+    candidates = [keys] if isinstance(keys, bytes) else list(keys)
+    if not any(hmac.compare_digest(mac, _mac(key, space_id, expires)) for key in candidates):
         raise Unauthenticated("the invite is not valid for this space")
     if now >= expires:
         raise Unauthenticated("the invite has expired; ask the host for a new one")

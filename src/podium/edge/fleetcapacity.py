@@ -24,20 +24,21 @@ _BENCH = "bench/fleet_join_rate.py, 2-vCPU VM, PostgreSQL 15 and Redis 7 on the 
 @dataclass(frozen=True, slots=True)
 class MeasuredFleet:
     joins_per_core_s: Figure = Figure(
-        2_229, f"{_BENCH}: tickets issued per CPU-second of a fleet node (median of 3 rounds)"
+        2_170, f"{_BENCH}: tickets issued per CPU-second of a fleet node (median of 3 rounds)"
     )
     beacons_per_core_s: Figure = Figure(
-        1_190,
-        f"{_BENCH}: beacons accepted per CPU-second of a fleet node (1,000 sent one after another)",
+        1_689,
+        f"{_BENCH}: beacons accepted per CPU-second of a fleet node (1,500 sent one after"
+        " another, the node's idle work taken off)",
     )
     redis_commands_per_join: Figure = Figure(
         2.05,
         f"{_BENCH}: 1.05 commands per join (the per-address limit, the audience's"
         " pipelines), plus the admission script (one call) when the space has limits",
     )
-    redis_commands_per_beacon: Figure = Figure(1.03, f"{_BENCH}: commands per beacon")
-    postgres_tx_per_join: Figure = Figure(0.008, f"{_BENCH}: transactions per join")
-    postgres_tx_per_beacon: Figure = Figure(0.006, f"{_BENCH}: transactions per beacon")
+    redis_commands_per_beacon: Figure = Figure(1.02, f"{_BENCH}: commands per beacon")
+    postgres_tx_per_join: Figure = Figure(0.007, f"{_BENCH}: transactions per join")
+    postgres_tx_per_beacon: Figure = Figure(0.005, f"{_BENCH}: transactions per beacon")
 
     def to_json(self) -> dict[str, Any]:
         return {name: asdict(getattr(self, name)) for name in MeasuredFleet.__dataclass_fields__}

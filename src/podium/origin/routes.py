@@ -100,6 +100,9 @@ class UpstreamUnavailable(PodiumError):
 _PASSED_ON = (
     "content-type",
     "content-length",
+    "content-encoding",
+    "content-range",
+    "accept-ranges",
     "cache-control",
     "access-control-allow-origin",
     "retry-after",
@@ -107,6 +110,8 @@ _PASSED_ON = (
     "last-modified",
     "etag",
 )
+# And the request headers that go up with it: a player's seek, a cache's revalidation.
+_ASKED_ON = ("range", "if-range", "if-none-match", "if-modified-since")
 
 
 class Upstream:
@@ -120,8 +125,10 @@ class Upstream:
 
     async def get(self, request: Request) -> Response:
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        asked = {name: request.headers[name] for name in _ASKED_ON if name in request.headers}
+        upstream = self._client.build_request("GET", target, headers=asked)
         try:
-            answer = await self._client.send(self._client.build_request("GET", target), stream=True)
+            answer = await self._client.send(upstream, stream=True)
         except httpx.HTTPError as exc:
             raise UpstreamUnavailable(f"the media node did not answer: {exc}") from exc
         headers = {name: answer.headers[name] for name in _PASSED_ON if name in answer.headers}

@@ -80,7 +80,13 @@ class _Seated:
 class Gate:
     """Admission state of this node. Used from the event loop only."""
 
-    def __init__(self, settings: Settings, key: bytes, fleet: Fleet | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        key: bytes,
+        fleet: Fleet | None = None,
+        previous_key: bytes | None = None,
+    ) -> None:
         self.limits = Limits(
             max_listeners=settings.max_listeners or None,
             max_join_rate=settings.max_join_rate or None,
@@ -94,7 +100,12 @@ class Gate:
         self.pow_base = settings.pow_difficulty
         self.spent = proofofwork.SpentTokens()
         self._key = key
-        self._queue_key = hmac.new(key, b"podium-queue-token", hashlib.sha256).digest()
+        # Queue places signed before a key rotation stay good (previous_key).
+        self._queue_keys = [
+            hmac.new(k, b"podium-queue-token", hashlib.sha256).digest()
+            for k in (key, previous_key)
+            if k is not None
+        ]
         self._spaces: dict[str, Admission] = {}
         self._seated: dict[str, _Seated] = {}
         self._arrivals: deque[float] = deque()  # join request times, oldest first
@@ -141,12 +152,12 @@ class Gate:
     # -- queue tokens ---------------------------------------------------------------------
 
     def queue_token(self, space_id: str, entry_id: str, now: float) -> str:
-        return tickets.issue(self._queue_key, space_id, entry_id, _QUEUE_TIER, now, QUEUE_TTL_S)
+        return tickets.issue(self._queue_keys[0], space_id, entry_id, _QUEUE_TIER, now, QUEUE_TTL_S)
 
     def queue_entry(self, space_id: str, token: str, now: float) -> str:
         """The entry id a queue token stands for; raises Unauthenticated if it is not ours."""
         try:
-            verified = tickets.verify(self._queue_key, token, space_id, now)
+            verified = tickets.verify(self._queue_keys, token, space_id, now)
         except Unauthenticated as exc:
             raise Unauthenticated(f"queue token refused: {exc.detail}") from exc
         if verified.tier != _QUEUE_TIER:

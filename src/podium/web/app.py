@@ -9,7 +9,7 @@ from podium import __version__
 from podium.origin import routes as origin_routes
 from podium.web import api, defence, fleet, openapi, ops, pages, problems, room, whip
 from podium.web.context import Context
-from podium.web.joinpath import JoinFastPath
+from podium.web.joinpath import BeaconFastPath, JoinFastPath
 from podium.web.middleware import RequestGuard
 
 DESCRIPTION = """Live audio spaces: speakers over WebRTC, listeners over LL-HLS, replays at once.
@@ -54,6 +54,7 @@ def create_app(context: Context) -> FastAPI:
     context.metrics.add_gauges(lambda: ops.admission_gauges(context))
     context.metrics.add_gauges(lambda: ops.fleet_gauges(context))
     app.add_middleware(JoinFastPath)
+    app.add_middleware(BeaconFastPath)
     # Listeners' players and speakers' pages may live on other origins (an embed, a WHIP
     # tool). No credentials ride along cross-origin: cookie sessions stay same-site.
     app.add_middleware(

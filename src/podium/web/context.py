@@ -64,6 +64,13 @@ def signing_key(context: Context) -> bytes:
     return context.settings.secret_key.value.encode()
 
 
+def verifying_keys(context: Context) -> list[bytes]:
+    """The keys a ticket, invite or queue place may be signed with: the signing key, and
+    the one it replaced while a rotation is under way."""
+    previous = context.settings.previous_secret_key
+    return [signing_key(context)] + ([previous.value.encode()] if previous else [])
+
+
 def client_address(request: Request) -> str:
     """The address of the person behind a request, for per-address limits.
 

@@ -1,4 +1,4 @@
-"""The anonymous join, answered before the framework sees it.
+"""The anonymous join and the beacon, answered before the framework sees them.
 
 On the day a space goes viral, the join is the request that arrives by the hundred
 thousand. FastAPI's routing (every route tried in turn), dependency solving and body
@@ -9,9 +9,14 @@ route, with the body checked by the same :class:`~podium.web.room.JoinBody`, and
 refusal the same problem document. A join that carries credentials (an API token, or a
 session cookie and its CSRF token) goes on to the route, where authentication lives.
 
+The beacon, which every listener sends every 15 s (a million listeners: 67,000 a
+second), is answered here too when its body is what players send (a JSON object with a
+ticket): the same :func:`~podium.web.room.answer_beacon` after the same per-address
+limit. Any other body goes on to the route, which answers it as it always did.
+
 This sits inside :class:`~podium.web.middleware.RequestGuard` (body size and time limits,
-metrics, access log) and CORS, like every route; the route stays the join's description
-in the OpenAPI document.
+metrics, access log) and CORS, like every route; the routes stay the description in the
+OpenAPI document.
 """
 
 from __future__ import annotations
@@ -22,15 +27,16 @@ from dataclasses import dataclass
 
 from pydantic import ValidationError
 from starlette.requests import Request
-from starlette.responses import JSONResponse
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from podium.errors import PodiumError
 from podium.web import problems
 from podium.web.context import Context, client_address
-from podium.web.room import JoinBody, answer_join
+from podium.web.room import JoinBody, TicketBody, answer_beacon, answer_join, check_writes
 
 JOIN_PATH = re.compile(r"/api/v1/spaces/([^/]+)/join")
+BEACON_PATH = re.compile(r"/api/v1/spaces/([^/]+)/beacon")
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +48,7 @@ class _Route:
 
 
 JOIN_ROUTE = _Route("/api/v1/spaces/{space_id}/join")
+BEACON_ROUTE = _Route("/api/v1/spaces/{space_id}/beacon")
 _SESSION = b"podium_session="
 
 
@@ -79,6 +86,65 @@ class JoinFastPath:
         except Exception as exc:  # the app's own last-resort handler, as for every route
             response = problems.unexpected(scope["method"], scope["path"], exc)
         await response(scope, receive, send)
+
+
+class BeaconFastPath:
+    """ASGI middleware: beacons with a well-formed body answered here, the rest passed on."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        match = (
+            BEACON_PATH.fullmatch(scope["path"])
+            if scope["type"] == "http" and scope["method"] == "POST"
+            else None
+        )
+        if match is None:
+            await self.app(scope, receive, send)
+            return
+        request = Request(scope, receive)
+        raw = await request.body()
+        body = _beacon_body(raw, request.headers.get("content-type"))
+        if body is None:  # anything unusual: the route answers it, with the same bytes
+            await self.app(scope, _replay(raw, receive), send)
+            return
+        scope["route"] = BEACON_ROUTE
+        context: Context = scope["app"].state.context
+        response: Response
+        try:
+            check_writes(context, client_address(request))
+            answer_beacon(context, match.group(1), body.ticket)
+            response = Response(status_code=204)
+        except PodiumError as exc:
+            response = problems.from_error(exc)
+        except Exception as exc:  # the app's own last-resort handler, as for every route
+            response = problems.unexpected(scope["method"], scope["path"], exc)
+        await response(scope, receive, send)
+
+
+def _beacon_body(raw: bytes, content_type: str | None) -> TicketBody | None:
+    if content_type is None or not _is_json(content_type):
+        return None
+    try:
+        document = json.loads(raw)
+        return TicketBody.model_validate(document) if isinstance(document, dict) else None
+    except (ValueError, UnicodeDecodeError, ValidationError):
+        return None
+
+
+def _replay(raw: bytes, receive: Receive) -> Receive:
+    """``receive`` with the body already read given back first."""
+    given = False
+
+    async def again() -> Message:
+        nonlocal given
+        if not given:
+            given = True
+            return {"type": "http.request", "body": raw, "more_body": False}
+        return await receive()
+
+    return again
 
 
 def _has_credentials(scope: Scope) -> bool:

@@ -34,7 +34,13 @@ from podium.errors import (
     Unauthenticated,
 )
 from podium.web.auth import CurrentUser, OptionalUser
-from podium.web.context import Context, client_address, get_context, signing_key
+from podium.web.context import (
+    Context,
+    client_address,
+    get_context,
+    signing_key,
+    verifying_keys,
+)
 from podium.web.openapi import refuses_writes
 from podium.web.roomstate import person_of_user
 from podium.web.schemas import Request as StrictBody
@@ -47,7 +53,12 @@ async def _writes_per_address(request: Request, context: Ctx) -> None:
     """Every write here but the join (which has its own) takes a token of its address."""
     if request.method in ("GET", "HEAD", "OPTIONS") or request.url.path.endswith("/join"):
         return
-    wait = context.writes_by_client.take(client_address(request), clock.now())
+    check_writes(context, client_address(request))
+
+
+def check_writes(context: Context, address: str) -> None:
+    """Take a listener write's token of ``address``; raise RateLimited when there is none."""
+    wait = context.writes_by_client.take(address, clock.now())
     if wait > 0:
         context.metrics.rate_limited.labels(scope="listener-writes").inc()
         raise RateLimited(
@@ -113,7 +124,10 @@ def _person(
     elif ticket is None:
         raise Unauthenticated("send your listener ticket (from join), or sign in")
     else:
-        person, name = tickets.verify(signing_key(context), ticket, space_id, now).listener_id, ""
+        person, name = (
+            tickets.verify(verifying_keys(context), ticket, space_id, now).listener_id,
+            "",
+        )
     wait = _person_writes.take(person, now)
     if wait > 0:
         raise RateLimited(f"too many requests from you; try again in {wait:.0f} s", wait)
@@ -292,18 +306,23 @@ _beacon_limits = BeaconLimiter()
 @router.post("/beacon", status_code=204, responses={401: _PROBLEM, 429: _PROBLEM})
 async def beacon(space_id: str, body: TicketBody, context: Ctx) -> Response:
     """I am still listening (send every ~15 s). Counts toward concurrent listeners."""
+    answer_beacon(context, space_id, body.ticket)
+    return Response(status_code=204)
+
+
+def answer_beacon(context: Context, space_id: str, ticket: str) -> None:
+    """The beacon itself, for the route above and :mod:`podium.web.joinpath`."""
     now = clock.now()
-    verified = tickets.verify(signing_key(context), body.ticket, space_id, now)
+    verified = tickets.verify(verifying_keys(context), ticket, space_id, now)
     _beacon_limits.check(verified.listener_id, now)
     context.hub.room(space_id).audience.beacon(verified.listener_id, now)
-    return Response(status_code=204)
 
 
 @router.post("/reactions", status_code=202, responses={401: _PROBLEM, 422: _PROBLEM, 429: _PROBLEM})
 async def react(space_id: str, body: ReactionBody, context: Ctx) -> dict[str, str]:
     """Send an emoji reaction (rate limited per listener; counted per second)."""
     now = clock.now()
-    verified = tickets.verify(signing_key(context), body.ticket, space_id, now)
+    verified = tickets.verify(verifying_keys(context), body.ticket, space_id, now)
     room = context.hub.room(space_id)
     emoji = room.reactions.add(verified.listener_id, body.emoji, now)
     room.audience.reaction(now)
@@ -497,7 +516,7 @@ async def accept_invite(
     now = clock.now()
     # Who first: each guess at an invite costs its person one of their writes.
     person, account_name = _person(context, space_id, user, body.ticket)
-    invites.verify(signing_key(context), body.invite, space_id, now)
+    invites.verify(verifying_keys(context), body.invite, space_id, now)
     name = body.name or account_name or "Guest"
     stage = await _act(context, space_id, lambda s: s.accept_invite(person, name, now))
     return {"person": person, "role": (stage.role_of(person) or "listener")}

@@ -19,7 +19,7 @@ from podium.control import tickets
 from podium.control.lifecycle import SpaceStatus
 from podium.errors import Conflict, Forbidden, InvalidInput, PodiumError, Unauthenticated
 from podium.web.auth import current_user
-from podium.web.context import Context, get_context, signing_key
+from podium.web.context import Context, get_context, verifying_keys
 from podium.web.problems import problem
 from podium.web.roomstate import person_of_user
 
@@ -51,7 +51,7 @@ async def _speaker(request: Request, context: Context, space_id: str) -> str:
     credential = credential.strip()
     now = clock.now()
     if scheme.lower() == "bearer" and credential and not credential.startswith("pdm_"):
-        return tickets.verify(signing_key(context), credential, space_id, now).listener_id
+        return tickets.verify(verifying_keys(context), credential, space_id, now).listener_id
     user = await current_user(request, context, None if not header else _bearer(header))
     if user is None:
         raise Unauthenticated("send an API token or your listener ticket as a Bearer token")

@@ -34,6 +34,7 @@ HEARTBEAT_S = 2.0
 RETRY_S = 1.0
 RETRY_MAX_S = 8.0
 TIMEOUT_S = 0.25
+SERVING = f"{PREFIX}serving-nodes"
 
 # KEYS[1]: the bucket; ARGV: rate a second, burst, cost. Returns the seconds to wait (as
 # a string: Lua numbers become integers on the way out), "0" when the tokens were taken.
@@ -100,7 +101,8 @@ class Fleet:
         self._lock = threading.Lock()
         self._retry_at = 0.0
         self._failures = 0
-        # Why Redis is not in use now (None: it is), and the live nodes last seen.
+        # Why Redis is not in use now (None: it is), and the live nodes that serve the
+        # crowd (web and all, not media) last seen: each one's share of a limit.
         self.problem: str | None = None
         self.live_nodes = 1
 
@@ -150,7 +152,12 @@ class Fleet:
             pipe.pexpire(key, int(NODE_TTL_S * 1000))
             pipe.zadd(f"{PREFIX}nodes", {self.node_id: now + NODE_TTL_S})
             pipe.zremrangebyscore(f"{PREFIX}nodes", "-inf", now)
-            pipe.zcard(f"{PREFIX}nodes")
+            # The nodes that take the crowd's requests (not a media node): what a limit
+            # is shared by when Redis is away.
+            if self.role != "media":
+                pipe.zadd(SERVING, {self.node_id: now + NODE_TTL_S})
+            pipe.zremrangebyscore(SERVING, "-inf", now)
+            pipe.zcard(SERVING)
             return int(pipe.execute()[-1])
 
         count = self.call(beat)
@@ -188,6 +195,7 @@ class Fleet:
 
         def drop(client: redis.Redis) -> None:
             client.zrem(f"{PREFIX}nodes", self.node_id)
+            client.zrem(SERVING, self.node_id)
             client.delete(f"{PREFIX}node:{self.node_id}")
 
         self.call(drop)

@@ -14,7 +14,11 @@ Seats are counted from the fleet's audience itself: the script counts the listen
 the audience window in the space's HyperLogLogs (:mod:`podium.control.sharedaudience`)
 and adds each listener it admits to them in the same step, so a burst of joins through
 several nodes cannot overshoot the capacity, and a node killed before it sent what it
-heard has still counted everyone it let in. Grants not yet collected hold a seat too.
+heard has still counted everyone it let in. Those admitted within the window are also
+kept exactly, and the larger of the two counts is used: a sketch's error (a burst of 200
+counted as 199) cannot let in one too many. (Listeners in longer than the window are
+counted by the sketches alone, within their 0.81 % standard error.) Grants not yet
+collected hold a seat too.
 
 Everything happens in one Lua script per call, timed by Redis's clock, so nodes' clocks
 do not matter and no two nodes can grant one seat. Redis is a cache of the present: a
@@ -45,25 +49,26 @@ from podium.control.admission import (
     SpaceAdmission,
 )
 from podium.control.fleet import PREFIX, Fleet
-from podium.control.sharedaudience import audience_keys
+from podium.control.sharedaudience import WINDOW_S, audience_keys
 
 # A queue nobody asked about for this long is forgotten by Redis.
 KEEP_S = 6 * 3600
 
 # KEYS: the state hash, grants not yet collected (zset number -> granted at), last check
 # of each waiting number (zset number -> seen at), the pre-queue (set of ids), the numbers
-# the pre-queue drew (hash id -> number); then the audience's HyperLogLogs: the bucket of
-# now, the unique sketch, and the buckets the window covers.
+# the pre-queue drew (hash id -> number), those admitted within the audience window (zset
+# listener -> at); then the audience's HyperLogLogs: the bucket of now, the unique
+# sketch, and the buckets the window covers.
 # ARGV: op, entry, healthy, started, max listeners (-1: none), join rate (-1: none), claim
 # grace, abandon, max queue, a fresh random id, keep (ms), the listener to seat if
-# admitted, the bucket's time to live (s).
+# admitted, the bucket's time to live (s), the audience window (s), the node's clock.
 # Returns {kind, entry, reason, position, queue length, wait} with wait "" when unknown
 # and position -1 when there is none (the pre-queue); kind is admitted, queued, refused or
 # capacity (then entry is "1" if a new arrival would be admitted now). One call grants or
 # skips 10,000 numbers at most, a bound on the script's run time.
 _SCRIPT = """
-local H, G, S, P, PN = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-local BUCKET, UNIQUE = KEYS[6], KEYS[7]
+local H, G, S, P, PN, A = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local BUCKET, UNIQUE = KEYS[7], KEYS[8]
 local op, entry = ARGV[1], ARGV[2]
 local healthy = ARGV[3] == '1'
 local started = ARGV[4] == '1'
@@ -76,6 +81,9 @@ local fresh = ARGV[10]
 local keep = tonumber(ARGV[11])
 local listener = ARGV[12]
 local bucket_ttl = tonumber(ARGV[13])
+local window = tonumber(ARGV[14])
+-- The node's clock, as the audience's buckets are: the exact count keeps its window.
+local heard_at = tonumber(ARGV[15])
 
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
@@ -95,12 +103,15 @@ else
     tokens = 0
 end
 redis.call('ZREMRANGEBYSCORE', G, '-inf', now - grace)
+redis.call('ZREMRANGEBYSCORE', A, '-inf', heard_at - window)
 
 local seated = nil
 local function seats_free()
     if cap < 0 then return nil end
     if seated == nil then
-        seated = redis.call('PFCOUNT', unpack(KEYS, 8))
+        -- The sketches' count, or the exact count of those admitted within the window
+        -- when that is more: a sketch may count a burst of 200 as 199.
+        seated = math.max(redis.call('PFCOUNT', unpack(KEYS, 9)), redis.call('ZCARD', A))
     end
     return cap - seated - redis.call('ZCARD', G)
 end
@@ -111,6 +122,7 @@ local function seat()
         redis.call('PFADD', BUCKET, listener)
         redis.call('EXPIRE', BUCKET, bucket_ttl)
         redis.call('PFADD', UNIQUE, listener)
+        redis.call('ZADD', A, heard_at, listener)
     end
     seated = nil
 end
@@ -129,7 +141,7 @@ end
 local function save()
     redis.call('HSET', H, 'next', nxt, 'served', served, 'tokens', tostring(tokens),
         'at', tostring(now), 'epoch', epoch)
-    for i = 1, 5 do redis.call('PEXPIRE', KEYS[i], keep) end
+    for i = 1, 6 do redis.call('PEXPIRE', KEYS[i], keep) end
 end
 
 local function start()
@@ -264,7 +276,14 @@ class SharedAdmission:
         self.space_id = space_id
         self._keys = [
             f"{PREFIX}admission:{space_id}:{part}"
-            for part in ("state", "granted", "seen", "prequeue", "prequeue-numbers")
+            for part in (
+                "state",
+                "granted",
+                "seen",
+                "prequeue",
+                "prequeue-numbers",
+                "admitted",
+            )
         ]
         self._rng = random.Random()
         self._share = 0
@@ -346,6 +365,8 @@ class SharedAdmission:
             KEEP_S * 1000,
             listener,
             ttl,
+            repr(WINDOW_S),
+            repr(now),
         ]
         answer: list[Any] | None = self._fleet.call(
             lambda client: self._script(keys=keys, args=args, client=client)

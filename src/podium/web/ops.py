@@ -129,7 +129,8 @@ def fleet_gauges(context: Context) -> Iterator[GaugeMetricFamily]:
     )
     yield GaugeMetricFamily(
         "podium_fleet_nodes",
-        "Live nodes this node last saw in the registry.",
+        "Live nodes that serve the crowd (roles web and all) this node last saw in the"
+        " registry: while Redis is away, its share of a limit is 1/this.",
         value=fleet.live_nodes,
     )
 

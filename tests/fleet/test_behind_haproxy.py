@@ -88,7 +88,11 @@ def test_a_join_storm_through_haproxy_meets_one_capacity_and_one_line(
         duration_s=4.0,
         max_wait_s=12.0,
         source_network="127.8.0.0/16",
-        order_tolerance_s=2.0,
+        # Polls see a grant up to a poll late, and here also a retry late: a request cut
+        # off by the SIGKILL is sent again (HAProxy's retry, else the client's backoff)
+        # on a machine whose two cores the whole fleet and the crowd share. Per-node
+        # lines would be seconds out of order for hundreds of listeners, not a few.
+        order_tolerance_s=4.0,
     )
 
     async def storm() -> dict[str, Any]:
@@ -106,7 +110,7 @@ def test_a_join_storm_through_haproxy_meets_one_capacity_and_one_line(
     assert report["admitted"] <= CAPACITY, report["outcomes"]
     assert report["admitted"] >= CAPACITY * 3 // 4, report["outcomes"]
     assert report["queued"] >= LISTENERS - CAPACITY
-    # One line: nobody admitted (2 s tolerance) before someone who queued earlier.
+    # One line: nobody admitted (4 s tolerance) before someone who queued earlier.
     assert report["overtakes"] == 0
     # Estimates of those admitted from the line (the join rate's part of the wait):
     # within 20 % of the interval their real wait lies in, plus the polls' spread.

@@ -52,6 +52,8 @@ SQLITE_FILE = "podium.sqlite3"
 # database could not be reached.
 UNAVAILABLE_RETRY_S = 5.0
 FAIL_FAST_S = 1.0
+# Two nodes upgrading one PostgreSQL at once take turns: the second finds the work done.
+MIGRATION_LOCK = 0x706F6469756D  # "podium"
 CONNECT_TIMEOUT_S = 3
 # A row of any columns, as the statements here return them.
 Record: TypeAlias = Row[*tuple[Any, ...]]
@@ -229,6 +231,11 @@ class Database:
                 ) from exc
         return SchemaState(current=current, head=head, legacy=legacy)
 
+    def _take_turns(self, connection: Connection) -> None:
+        """On PostgreSQL, wait for any other migrator (the lock ends with the transaction)."""
+        if self.dialect == "postgresql":
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
+
     def upgrade(self, target: str = "head") -> tuple[SchemaState, SchemaState]:
         """Bring the schema to the newest revision (or ``target``); return where it stood
         before and after.
@@ -237,6 +244,9 @@ class Database:
         first. Two nodes upgrading one PostgreSQL at once take turns.
         """
         with self._connect(write=True) as connection:
+            # Before reading where the schema stands: read while another migrator commits,
+            # its tables could be seen without its revision.
+            self._take_turns(connection)
             before = self._schema(connection)
             config = self._alembic(connection)
             try:

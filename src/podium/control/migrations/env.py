@@ -5,10 +5,8 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import Connection, text
 
+from podium.control.db import MIGRATION_LOCK
 from podium.control.schema import metadata
-
-# Two nodes upgrading one PostgreSQL at once take turns: the second finds the work done.
-MIGRATION_LOCK = 0x706F6469756D  # "podium"
 
 connection: Connection = context.config.attributes["connection"]
 context.configure(connection=connection, target_metadata=metadata, render_as_batch=True)

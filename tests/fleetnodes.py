@@ -1,5 +1,6 @@
-"""A fleet on one machine, as separate processes: a media node and web nodes that share one
-PostgreSQL and one Redis, with one signing key and one media secret."""
+"""A fleet on one machine, as separate processes: media nodes and web nodes that share one
+PostgreSQL and one Redis, with one signing key and one media secret. Web nodes are given
+the first media node's URL; they find any other in the registry."""
 
 from __future__ import annotations
 
@@ -20,6 +21,11 @@ class Fleet:
     env: dict[str, str]
     data: Path
     extra: list[Server] = field(default_factory=list)
+    more_media: list[Server] = field(default_factory=list)
+
+    @property
+    def media_nodes(self) -> list[Server]:
+        return [self.media, *self.more_media]
 
     @property
     def owner(self) -> str:
@@ -46,7 +52,7 @@ class Fleet:
         (node.data_dir / "owner.token").write_text(self.owner)
 
     def stop(self) -> None:
-        for node in [*self.extra, *self.web, self.media]:
+        for node in [*self.extra, *self.web, *self.more_media, self.media]:
             node.stop()
 
 
@@ -73,15 +79,30 @@ def fleet_env(postgres: Postgres, redis_server: Redis, **settings: str) -> dict[
 
 
 def start_fleet(
-    postgres: Postgres, redis_server: Redis, data: Path, web: int, **settings: str
+    postgres: Postgres,
+    redis_server: Redis,
+    data: Path,
+    web: int,
+    media: int = 1,
+    media_env: list[dict[str, str]] | None = None,
+    **settings: str,
 ) -> Fleet:
-    """A media node and ``web`` web nodes."""
+    """``media`` media nodes (named media-1…, each with its ``media_env``) and ``web`` web
+    nodes (web-1…)."""
     env = fleet_env(postgres, redis_server, **settings)
-    media = start_server(
-        data / "media", env={**env, "PODIUM_ROLE": "media", "PODIUM_NODE_NAME": "media-1"}
-    )
-    fleet = Fleet(media, [], env, data)
+    extra = media_env or [{} for _ in range(media)]
+
+    def media_node(n: int) -> Server:
+        name = f"media-{n}"
+        directory = data / ("media" if n == 1 else name)
+        node_env = {**env, "PODIUM_ROLE": "media", "PODIUM_NODE_NAME": name, **extra[n - 1]}
+        return start_server(directory, env=node_env)
+
+    fleet = Fleet(media_node(1), [], env, data)
     try:
+        for n in range(2, media + 1):
+            fleet.more_media.append(media_node(n))
+            fleet._share_owner(fleet.more_media[-1])
         for n in range(1, web + 1):
             fleet.web.append(
                 start_server(
@@ -90,7 +111,7 @@ def start_fleet(
                         **env,
                         "PODIUM_ROLE": "web",
                         "PODIUM_NODE_NAME": f"web-{n}",
-                        "PODIUM_MEDIA_URL": media.url,
+                        "PODIUM_MEDIA_URL": fleet.media.url,
                     },
                 )
             )

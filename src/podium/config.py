@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import os
+import socket
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -53,11 +54,20 @@ class Settings:
     # (default: host name and port).
     node_name: str = ""
     # What this node does in a fleet: "all" (one machine: web and media), "web" (API,
-    # pages, joins, room state and the origin, fed parts by the media node at media_url)
-    # or "media" (runs the rooms: speakers, mixing, recording; web nodes follow it).
+    # pages, joins, room state and the origin, fed parts by the media nodes) or "media"
+    # (runs rooms: speakers, mixing, recording; web nodes follow every media node they
+    # find in the registry, at the public_url each one registers).
     role: Role = "all"
-    # For a web node: the media node's URL (http://media-host:8080).
+    # For a web node: a media node's URL (http://media-host:8080), followed from the
+    # start; the others are found in the registry. Optional.
     media_url: str = ""
+    # For a media node: the URL the fleet's web nodes reach it at (its internal API and
+    # recordings), registered for them to find. Default: http://host:port as it listens
+    # (the machine's name in place of a wildcard address).
+    internal_url: str = ""
+    # For a media node: how many cores it offers to rooms (0: the cores it may run on).
+    # Placement gives a node rooms in proportion.
+    media_cores: float = 0.0
     # The shared secret web nodes and the media node authenticate each other with.
     media_secret: Secret | None = None
     host: str = "127.0.0.1"
@@ -127,6 +137,18 @@ class Settings:
         return f"http://{host}:{self.port}"
 
     @property
+    def fleet_url(self) -> str:
+        """Where the rest of the fleet reaches this node: a media node's internal URL,
+        any other node's base URL."""
+        if self.role != "media":
+            return self.base_url
+        if self.internal_url:
+            return self.internal_url.rstrip("/")
+        host = socket.getfqdn() if self.host in ("0.0.0.0", "::", "") else self.host  # noqa: S104
+        host = f"[{host}]" if ":" in host else host
+        return f"http://{host}:{self.port}"
+
+    @property
     def secure_cookies(self) -> bool:
         return self.base_url.startswith("https://")
 
@@ -177,14 +199,15 @@ def _check_role(settings: Settings) -> None:
             ("database_url", settings.database_url),
             ("redis_url", settings.redis_url),
             ("media_secret", settings.media_secret),
-            ("media_url", settings.media_url if settings.role == "web" else "-"),
         )
         if not value
     ]
     if missing:
         raise ConfigError(f"role {settings.role} needs {', '.join(missing)} set")
-    if settings.role == "web" and not settings.media_url.startswith(("http://", "https://")):
-        raise ConfigError("media_url: must be an http:// or https:// URL")
+    for name in ("media_url", "internal_url"):
+        value = getattr(settings, name)
+        if value and not value.startswith(("http://", "https://")):
+            raise ConfigError(f"{name}: must be an http:// or https:// URL")
 
 
 def _check_proxies(text: str) -> None:

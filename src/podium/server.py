@@ -16,9 +16,11 @@ import shutil
 import signal
 import socket
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
@@ -30,13 +32,13 @@ from podium.control.accounts import Accounts, User
 from podium.control.db import Database, database_url
 from podium.control.fleet import HEARTBEAT_S, Fleet, RateLimiter, SharedBuckets
 from podium.control.lifecycle import Action, SpaceStatus
+from podium.control.placement import LEASE_S, RENEW_S, Leases, holder
 from podium.control.ratelimit import TokenBuckets
 from podium.control.rooms import Rooms
 from podium.control.spaces import Spaces
 from podium.demo import SPEECH
 from podium.errors import ConfigError, PodiumError, StorageError
 from podium.media.link import MediaLink
-from podium.media.remote import RemoteMedia
 from podium.origin.origin import Origin
 from podium.origin.routes import Upstream
 from podium.web import internal
@@ -44,6 +46,7 @@ from podium.web.admission import Gate
 from podium.web.app import create_app
 from podium.web.context import Context, signing_key
 from podium.web.fleet import node_load
+from podium.web.mediapool import MediaPool
 from podium.web.metrics import Metrics
 from podium.web.protocol import with_head_timeout
 from podium.web.roomstate import RoomHub, person_of_user
@@ -146,7 +149,7 @@ def build(settings: Settings) -> tuple[FastAPI, Context, bool]:
             settings.redis_url,
             node_name,
             settings.role,
-            settings.base_url,
+            settings.fleet_url,
             clock.now(),
         )
         if settings.redis_url
@@ -166,15 +169,33 @@ def build(settings: Settings) -> tuple[FastAPI, Context, bool]:
     # directory rather than under a data directory of any length.
     runtime_dir = Path(tempfile.mkdtemp(prefix="podium-"))
     media: MediaLink
+    # A media node holds a lease on each space it runs, so that no other speaks for it.
+    leases = Leases(fleet, node_name) if fleet is not None and settings.role == "media" else None
+    pool: MediaPool | None = None
     if settings.role == "web":
-        assert settings.media_secret is not None  # load_settings checks it
-        media = RemoteMedia(settings.media_url, settings.media_secret.value, origin, runtime_dir)
+        # load_settings checks that a web node has both.
+        assert settings.media_secret is not None
+        assert fleet is not None
+        pool = MediaPool(
+            fleet, settings.media_secret.value, origin, runtime_dir, spaces, settings.media_url
+        )
+        media = pool
     else:
+
+        def resumable() -> list[str]:
+            """The live spaces this node ran, less any another node has taken since."""
+            mine = spaces.live_ids(media_node)
+            if fleet is None or leases is None:
+                return mine
+            return [
+                s for s in mine if (lease := holder(fleet, s)) is None or lease.node == node_name
+            ]
+
         media = MediaLink(
             runtime_dir,
             recordings,
             origin,
-            live_spaces=lambda: spaces.live_ids(media_node),
+            live_spaces=resumable,
             log_format=settings.log_format,
             log_level=settings.log_level,
         )
@@ -193,6 +214,7 @@ def build(settings: Settings) -> tuple[FastAPI, Context, bool]:
         rooms=Rooms(db),
         fleet=fleet,
         media_node=media_node,
+        leases=leases,
     )
     context.hub = RoomHub(context, exact_audience=settings.exact_audience)
     previous = settings.previous_secret_key
@@ -204,31 +226,117 @@ def build(settings: Settings) -> tuple[FastAPI, Context, bool]:
         "writes-address", settings.listener_writes_per_second, settings.listener_writes_burst
     )
     app = create_app(context)
-    if settings.role == "web":
-        app.state.upstream = Upstream(settings.media_url)
+    if pool is not None:
+        app.state.upstream = Upstream(pool.url_for)
     elif settings.role == "media":
         app.include_router(internal.router)
     return app, context, owner_created
 
 
-async def _media_rooms(context: Context) -> list[str] | None:
-    """The spaces whose rooms this node's media worker runs, or None if it cannot say."""
+async def _media_status(context: Context) -> dict[str, Any] | None:
+    """What this node's media worker says of itself, or None if it cannot say."""
     try:
-        status = await asyncio.wait_for(context.media.status(), HEARTBEAT_S)
+        status: dict[str, Any] = await asyncio.wait_for(context.media.status(), HEARTBEAT_S)
     except (PodiumError, TimeoutError):
         return None
-    return sorted(status.get("rooms", {}))
+    return status
+
+
+async def _media_rooms(context: Context) -> list[str] | None:
+    """The spaces whose rooms this node's media worker runs, or None if it cannot say."""
+    status = await _media_status(context)
+    return None if status is None else sorted(status.get("rooms", {}))
+
+
+def media_cores(settings: Settings) -> float:
+    """The cores a media node offers to rooms: its setting, else those it may run on."""
+    return settings.media_cores or float(len(os.sched_getaffinity(0)))
 
 
 async def heartbeat(context: Context) -> None:
-    """Keep this node in the fleet's registry, with its load, for as long as it runs."""
+    """Keep this node in the fleet's registry, with its load, for as long as it runs.
+
+    A node that runs rooms also says how many speakers they have, the cores it offers
+    and the cores its worker used since the last beat: what placement weighs."""
     assert context.fleet is not None
+    last: tuple[float, float] | None = None  # (monotonic time, worker CPU seconds)
     while True:
         load = node_load(context)
-        if context.settings.role != "web":  # a web node's rooms are the media node's
-            load["media_rooms"] = await _media_rooms(context)
+        if isinstance(context.media, MediaPool):  # the media nodes whose feeds it follows
+            load["follows"] = context.media.followed()
+        else:  # a web node's rooms are the media nodes'
+            status = await _media_status(context)
+            rooms = status.get("rooms", {}) if status is not None else None
+            load["media_rooms"] = None if rooms is None else sorted(rooms)
+            load["speakers"] = sum(len(room.get("speakers", [])) for room in (rooms or {}).values())
+            load["cores"] = media_cores(context.settings)
+            if status is not None and "cpu_s" in status:
+                now = (time.monotonic(), float(status["cpu_s"]))
+                if last is not None and now[0] > last[0] and now[1] >= last[1]:
+                    load["worker_cpu"] = round((now[1] - last[1]) / (now[0] - last[0]), 3)
+                last = now
         context.fleet.heartbeat(clock.now(), load)
         await asyncio.sleep(HEARTBEAT_S)
+
+
+async def keep_leases(context: Context) -> None:
+    """Renew this media node's lease on every space it runs; stop a room whose lease
+    another node holds now.
+
+    While Redis cannot be reached, nobody can take a lease, so rooms carry on, unless no
+    web node follows this node either for longer than a lease lasts: then this node is
+    the one cut off (a partition), the others may have taken its spaces, and it stops
+    writing them. They resume here, from the recording, if their lease is free when it
+    can reach Redis again (as does any live space recorded as this node's that it does
+    not run).
+    """
+    leases = context.leases
+    assert leases is not None
+    renewed = time.monotonic()
+    while True:
+        await asyncio.sleep(RENEW_S)
+        rooms = await _media_rooms(context)
+        if rooms is None:
+            continue
+        held = leases.hold_all(rooms)
+        now = time.monotonic()
+        if held is None:
+            alone = context.media.fanout.followers == 0
+            if alone and rooms and now - renewed > LEASE_S:
+                log.error("leases_lost_cut_off", extra={"fields": {"rooms": rooms}})
+                for space_id in rooms:
+                    with contextlib.suppress(PodiumError):
+                        await context.media.abandon_room(space_id)
+            continue
+        renewed = now
+        for lease in held:
+            if not lease.mine:
+                log.error(
+                    "lease_taken_room_stopped",
+                    extra={"fields": {"space_id": lease.space_id, "holder": lease.node}},
+                )
+                with contextlib.suppress(PodiumError):
+                    await context.media.abandon_room(lease.space_id)
+        await _take_back(context, leases, rooms)
+
+
+async def _take_back(context: Context, leases: Leases, running: list[str]) -> None:
+    """Start again the rooms of live spaces recorded as this node's that it does not run
+    (stopped while it was cut off), where no other node holds their lease."""
+    try:
+        mine = context.spaces.live_ids(context.media_node)
+    except StorageError:
+        return
+    for space_id in sorted(set(mine) - set(running)):
+        lease = leases.hold(space_id)
+        if lease is None or not lease.mine:
+            continue
+        log.warning("room_taken_back", extra={"fields": {"space_id": space_id}})
+        try:
+            await context.media.start_room(space_id)
+        except PodiumError as exc:
+            leases.release(space_id)
+            log.error("room_take_back_failed", extra={"fields": {"error": exc.detail}})
 
 
 async def end_rooms_ended_elsewhere(context: Context) -> None:
@@ -272,8 +380,8 @@ async def start_demo_space(context: Context) -> str:
         clock.now(),
     )
     context.rooms.ensure(space.id, person_of_user(owner.id), owner.display_name)
-    await context.media.start_room(space.id)
-    context.spaces.claim_media(space.id, context.media.node)
+    node = await context.media.start_room(space.id)
+    context.spaces.claim_media(space.id, node)
     context.spaces.transition(space.id, Action.START, owner.id, clock.now())
     return space.id
 
@@ -356,6 +464,7 @@ def serve(settings: Settings, on_started: Callable[[Started], None]) -> None:
                 if context.media_node is not None and settings.role != "web"
                 else None
             )
+            leasing = tasks.create_task(keep_leases(context)) if context.leases else None
             health = tasks.create_task(context.gate.run())
             if settings.role != "web":
                 # A web node serves joins and the room state with its media node away.
@@ -386,7 +495,7 @@ def serve(settings: Settings, on_started: Callable[[Started], None]) -> None:
                 demo_task.cancel()
             room_states.cancel()
             health.cancel()
-            for helper in (beating, following, reconciling):
+            for helper in (beating, following, reconciling, leasing):
                 if helper is not None:
                     helper.cancel()
             await context.media.close()

@@ -87,13 +87,22 @@ def test_a_web_or_media_node_needs_what_the_fleet_shares() -> None:
             {"role": "media"},
             environ={k: v for k, v in FLEET.items() if k != "PODIUM_MEDIA_SECRET"},
         )
-    with pytest.raises(ConfigError, match="role web needs media_url"):
-        load_settings({"role": "web"}, environ=FLEET)
+    # A web node finds media nodes in the registry; one it is given is followed at once.
+    assert load_settings({"role": "web"}, environ=FLEET).media_url == ""
     with pytest.raises(ConfigError, match="media_url: must be an http"):
         load_settings({"role": "web", "media_url": "media:8080"}, environ=FLEET)
     web = load_settings({"role": "web", "media_url": "http://media:8080"}, environ=FLEET)
     assert web.role == "web"
     assert "s" * 40 not in repr(web)
-    assert load_settings({"role": "media"}, environ=FLEET).role == "media"
+    media = load_settings({"role": "media", "port": "8081"}, environ=FLEET)
+    assert media.role == "media"
+    # Where web nodes reach a media node: as it listens, unless it is told.
+    assert media.fleet_url == "http://127.0.0.1:8081"
+    told = {"role": "media", "internal_url": "http://media-2.internal:8080/"}
+    assert load_settings(told, environ=FLEET).fleet_url == "http://media-2.internal:8080"
+    with pytest.raises(ConfigError, match="internal_url: must be an http"):
+        load_settings({"role": "media", "internal_url": "media-2:8080"}, environ=FLEET)
+    public = {"role": "web", "public_url": "https://podium.example"}
+    assert load_settings(public, environ=FLEET).fleet_url == "https://podium.example"
     with pytest.raises(ConfigError, match="must be one of all, web, media"):
         load_settings({"role": "edge"}, environ={})

@@ -76,9 +76,18 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--role",
         choices=["all", "web", "media"],
-        help="all (default: one machine), web (follows a media node) or media",
+        help="all (default: one machine), web (follows the media nodes) or media",
     )
-    serve.add_argument("--media-url", metavar="URL", help="a web node's media node")
+    serve.add_argument(
+        "--media-url",
+        metavar="URL",
+        help="a media node a web node follows from the start (it finds others in the registry)",
+    )
+    serve.add_argument(
+        "--internal-url",
+        metavar="URL",
+        help="where web nodes reach this media node (default http://host:port)",
+    )
     serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port to listen on (default 8080; 0 picks one)")
     serve.add_argument("--public-url", help="the URL people use to reach this server")
@@ -418,6 +427,7 @@ def _serve(args: argparse.Namespace) -> int:
         name: getattr(args, name)
         for name in (
             *("data_dir", "database_url", "redis_url", "node_name", "role", "media_url"),
+            "internal_url",
             *("host", "port", "public_url"),
             *("log_format", "log_level", "demo"),
             *("max_listeners", "max_join_rate", "join_pow"),

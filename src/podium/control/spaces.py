@@ -156,6 +156,11 @@ class Spaces:
                 update(spaces).where(spaces.c.id == space_id).values(media_node=media_node)
             )
 
+    def media_node_of(self, space_id: str) -> str | None:
+        """The node recorded as running (or having run) the space's room, if any."""
+        rows = self._db.query(select(spaces.c.media_node).where(spaces.c.id == space_id))
+        return rows[0][0] if rows else None
+
     def not_live(self, space_ids: list[str]) -> list[str]:
         """Those of ``space_ids`` that are no longer live (ended through another node)."""
         if not space_ids:

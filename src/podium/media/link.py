@@ -183,11 +183,18 @@ class MediaLink:
 
     # -- commands ------------------------------------------------------------------------
 
-    async def start_room(self, space_id: str) -> None:
+    async def start_room(self, space_id: str) -> str | None:
+        """Start (or resume) the space's room; returns the node that runs it, where
+        several share the database (None for a node on its own)."""
         await self._call("POST", _path("rooms", space_id))
+        return self.node
 
     async def end_room(self, space_id: str) -> None:
         await self._call("DELETE", _path("rooms", space_id))
+
+    async def abandon_room(self, space_id: str) -> None:
+        """Stop the room without ending its program: another node speaks for it now."""
+        await self._call("POST", _path("rooms", space_id, "abandon"))
 
     async def publish(self, space_id: str, speaker_id: str, sdp: str) -> Publication:
         answer = await self._call(

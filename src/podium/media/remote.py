@@ -10,6 +10,11 @@ reached, the feed is tried again with a backoff and commands answer 503.
 
 A program that ended is dropped from this node's origin: its replay and any part older
 than the catch-up are answered from the media node, which has the recording.
+
+Where several media nodes feed one origin (:mod:`podium.web.mediapool`), each space has one
+source: the node whose program began last and that ``accept`` lets in (the pool asks the
+space's lease). Events for a space from any other node are dropped, so a node that lost a
+space cannot put a part into its playlist.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -35,13 +41,25 @@ CONNECT_TIMEOUT_S = 3.0
 class RemoteMedia(MediaLink):
     """The media node at ``url``, authenticated with ``secret``. :meth:`run` as a task."""
 
-    def __init__(self, url: str, secret: str, origin: Origin, runtime_dir: Path) -> None:
+    def __init__(
+        self,
+        url: str,
+        secret: str,
+        origin: Origin,
+        runtime_dir: Path,
+        sources: dict[str, RemoteMedia] | None = None,
+        accept: Callable[[RemoteMedia, str], bool] | None = None,
+    ) -> None:
         super().__init__(runtime_dir, origin.recordings, origin, live_spaces=list)
         self.url = url.rstrip("/")
         self._secret = secret
         # The media node's name, as it says in the feed's first line.
         self.node: str | None = None
         self.connected_at: float | None = None
+        # Which link feeds which space into the origin (shared by a pool's links), and
+        # whether a program beginning here may take a space over.
+        self.sources: dict[str, RemoteMedia] = {} if sources is None else sources
+        self._accept = accept or (lambda link, space_id: True)
 
     def _new_client(self) -> httpx.AsyncClient:
         return httpx.AsyncClient(
@@ -86,20 +104,40 @@ class RemoteMedia(MediaLink):
             hello = json.loads(await anext(lines))
             self.node = str(hello["node"])
             # What was followed before is stale: the catch-up brings back what is live.
-            self.origin.forget_all()
+            self._forget_mine()
             self._ready.set()
             log.info("media_node_followed", extra={"fields": {"url": self.url, "node": self.node}})
             async for line in lines:
                 if not line:
                     continue
                 try:
-                    event = feed.parse(line.encode())
-                    self.origin.apply(event)
-                    if isinstance(event, feed.Ended):
-                        self.origin.forget(event.space_id)
+                    self._take(feed.parse(line.encode()))
                 except Exception:
                     log.exception("feed_event_failed", extra={"fields": {"line": line[:200]}})
             raise MediaUnavailable("the media node closed its feed")
+
+    def _take(self, event: feed.Event) -> None:
+        space_id = event.space_id
+        if isinstance(event, feed.Began):
+            if self.sources.get(space_id) is not self:
+                if not self._accept(self, space_id):
+                    log.warning(
+                        "feed_refused_not_leaseholder",
+                        extra={"fields": {"space_id": space_id, "node": self.node}},
+                    )
+                    return
+                self.sources[space_id] = self  # the program moved here
+        elif self.sources.get(space_id) is not self:
+            return  # another node speaks for this space now
+        self.origin.apply(event)
+        if isinstance(event, feed.Ended):
+            self.origin.forget(space_id)
+            del self.sources[space_id]
+
+    def _forget_mine(self) -> None:
+        for space_id in [s for s, link in self.sources.items() if link is self]:
+            self.origin.forget(space_id)
+            del self.sources[space_id]
 
     async def close(self) -> None:
         self._closing = True

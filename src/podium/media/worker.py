@@ -7,11 +7,13 @@ to it through :mod:`podium.media.link`:
 =================================  =========================================================
 ``POST /rooms/{id}``               start the space's room (resumes a recording left open)
 ``DELETE /rooms/{id}``             end the program; answers once the playlist has ended
+``POST /rooms/{id}/abandon``       stop the room without ending the program (its lease
+                                   went to another node); answers once it has stopped
 ``POST /rooms/{id}/publishers``    a WHIP offer ``{"speaker_id", "sdp"}`` → the answer
 ``DELETE /rooms/{id}/publishers/{rid}``  a speaker leaves
 ``PATCH /rooms/{id}/publishers/{rid}``   trickle ICE ``{"if_match", "fragment"}``
 ``GET /feed``                      the event feed (see :mod:`podium.origin.feed`)
-``GET /status``                    rooms, ticks, late ticks, recording state
+``GET /status``                    rooms, ticks, late ticks, recording state, CPU time
 =================================  =========================================================
 """
 
@@ -24,6 +26,7 @@ import ctypes
 import logging
 import os
 import signal
+import time
 from collections.abc import AsyncIterator
 from dataclasses import asdict
 from pathlib import Path
@@ -102,6 +105,13 @@ class Worker:
         room.end()
         await ended.wait()
 
+    async def abandon_room(self, space_id: str) -> None:
+        """Stop a room without ending its program: nothing more is written for it here."""
+        room = self._room(space_id)
+        ended = self._ended[space_id]
+        room.abandon()
+        await ended.wait()
+
     def _room(self, space_id: str) -> Room:
         room = self.rooms.get(space_id)
         if room is None:
@@ -146,6 +156,10 @@ def create_app(worker: Worker) -> Starlette:
 
     async def end(request: Request) -> Response:
         await worker.end_room(request.path_params["space_id"])
+        return Response(status_code=204)
+
+    async def abandon(request: Request) -> Response:
+        await worker.abandon_room(request.path_params["space_id"])
         return Response(status_code=204)
 
     async def publish(request: Request) -> Response:
@@ -205,6 +219,9 @@ def create_app(worker: Worker) -> Starlette:
                     for space_id, room in worker.rooms.items()
                 },
                 "dropped_subscribers": worker.dropped_subscribers,
+                # Seconds of CPU the worker has used (all its threads): its load, for
+                # placing rooms on media nodes.
+                "cpu_s": time.process_time(),
             }
         )
 
@@ -216,6 +233,7 @@ def create_app(worker: Worker) -> Starlette:
         routes=[
             Route("/rooms/{space_id}", start, methods=["POST"]),
             Route("/rooms/{space_id}", end, methods=["DELETE"]),
+            Route("/rooms/{space_id}/abandon", abandon, methods=["POST"]),
             Route("/rooms/{space_id}/publishers", publish, methods=["POST"]),
             Route("/rooms/{space_id}/publishers/{resource_id}", unpublish, methods=["DELETE"]),
             Route("/rooms/{space_id}/publishers/{resource_id}", patch, methods=["PATCH"]),

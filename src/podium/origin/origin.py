@@ -77,5 +77,9 @@ class Origin:
             if recovered is not None:
                 self._programs[event.space_id] = recovered
                 return
+            if event.space_id in self._programs:
+                # A web node (the recording is the media node's): the program it holds
+                # goes on, from the gap.
+                return
         timeline = Timeline(event.cadence, first_msn=event.first_msn)
         self._programs[event.space_id] = Program(event.space_id, directory, event.init, timeline)

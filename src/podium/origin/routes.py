@@ -21,6 +21,7 @@ errors                      ``no-store`` (404 for a part not made yet must not s
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import httpx
@@ -115,18 +116,21 @@ _ASKED_ON = ("range", "if-range", "if-none-match", "if-modified-since")
 
 
 class Upstream:
-    """A web node's way to what its own origin does not hold: the media node, which has
-    every recording (ended programs, replays, parts older than the feed's catch-up)."""
+    """A web node's way to what its own origin does not hold: the media node that has the
+    space's recording (ended programs, replays, parts older than the feed's catch-up).
+    ``locate`` names it for a space (its base URL), or None if none can be found."""
 
-    def __init__(self, url: str) -> None:
-        self._client = httpx.AsyncClient(
-            base_url=url.rstrip("/"), timeout=httpx.Timeout(30.0, connect=3.0)
-        )
+    def __init__(self, locate: Callable[[str], str | None]) -> None:
+        self._locate = locate
+        self._client = httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=3.0))
 
-    async def get(self, request: Request) -> Response:
+    async def get(self, request: Request, space_id: str) -> Response:
+        base = self._locate(space_id)
+        if base is None:
+            raise UpstreamUnavailable(f"no media node holds space {space_id}'s recording")
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         asked = {name: request.headers[name] for name in _ASKED_ON if name in request.headers}
-        upstream = self._client.build_request("GET", target, headers=asked)
+        upstream = self._client.build_request("GET", base.rstrip("/") + target, headers=asked)
         try:
             answer = await self._client.send(upstream, stream=True)
         except httpx.HTTPError as exc:
@@ -159,7 +163,7 @@ async def multivariant(request: Request, space_id: str, origin: OriginDep) -> Re
     space and its replay."""
     upstream = _upstream(request)
     if upstream is not None and origin.program(space_id) is None:
-        return await upstream.get(request)
+        return await upstream.get(request, space_id)
     program = _program(origin, space_id)
     cache = "public, max-age=86400" if program.playlist.ended else "public, max-age=60"
     return Response(
@@ -180,7 +184,7 @@ async def playlist(request: Request, space_id: str, origin: OriginDep) -> Respon
     """
     upstream = _upstream(request)
     if upstream is not None and origin.program(space_id) is None:
-        return await upstream.get(request)
+        return await upstream.get(request, space_id)
     program = _program(origin, space_id)
     query = request.query_params
     msn, part, skip = query.get("_HLS_msn"), query.get("_HLS_part"), query.get("_HLS_skip")
@@ -214,7 +218,7 @@ async def replay(request: Request, space_id: str, origin: OriginDep) -> Response
     """The whole program as one M4A file, once the space has ended."""
     upstream = _upstream(request)
     if upstream is not None and origin.program(space_id) is None:
-        return await upstream.get(request)
+        return await upstream.get(request, space_id)
     program = _program(origin, space_id)
     path = program.directory / EXPORT_FILE
     if program.playlist.ended and path.is_file():
@@ -243,7 +247,7 @@ async def media_object(request: Request, space_id: str, name: str, origin: Origi
     is held until it exists (8216bis 6.2.6: "the server SHOULD ... block")."""
     upstream = _upstream(request)
     if upstream is not None and origin.program(space_id) is None:
-        return await upstream.get(request)
+        return await upstream.get(request, space_id)
     program = _program(origin, space_id)
     parsed = parse_name(name)
     if parsed is None or parsed.kind is Kind.PLAYLIST:
@@ -267,7 +271,7 @@ async def media_object(request: Request, space_id: str, name: str, origin: Origi
     ):
         # Older than this web node's catch-up: the media node has it on disk. (Nothing
         # else goes there: a flood of made-up names must not reach the media node.)
-        return await upstream.get(request)
+        return await upstream.get(request, space_id)
     if data is None:
         raise NotFound(f"{name} does not exist (yet)")
     return Response(data, media_type=MEDIA_TYPE, headers={"Cache-Control": IMMUTABLE, **CORS})

@@ -279,8 +279,8 @@ async def _transition(context: Context, space_id: str, action: Action, user: Use
     now = clock.now()
     apply(context.spaces.get(space_id), action, user.id, now)
     if action is Action.START:
-        await context.media.start_room(space_id)
-        context.spaces.claim_media(space_id, context.media.node)
+        node = await context.media.start_room(space_id)
+        context.spaces.claim_media(space_id, node)
     elif action is Action.END:
         with contextlib.suppress(NotFound):  # no room running: nothing to end
             await context.media.end_room(space_id)

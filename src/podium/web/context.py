@@ -13,6 +13,7 @@ from podium.config import Settings
 from podium.control.accounts import Accounts
 from podium.control.db import Database
 from podium.control.fleet import Fleet, RateLimiter
+from podium.control.placement import Leases
 from podium.control.rooms import Rooms
 from podium.control.spaces import Spaces
 from podium.media.link import MediaLink
@@ -51,6 +52,8 @@ class Context:
     join_by_client: RateLimiter = field(init=False)
     # Listener writes (beacons, reactions, hands…) per client address.
     writes_by_client: RateLimiter = field(init=False)
+    # A media node's leases on the spaces it runs (None on any other node).
+    leases: Leases | None = None
 
 
 async def get_context(request: Request) -> Context:

@@ -4,7 +4,9 @@
 ``{"node": NAME}``, then the catch-up and every event, see :mod:`podium.media.fanout`);
 every other path is a command for the media worker, passed on as it came (the worker's
 own paths: ``POST /internal/media/rooms/{id}`` and so on) and answered as the worker
-answers. Every request carries ``Authorization: Bearer <media_secret>``; nothing here is
+answers. Starting a room takes the space's lease first (:mod:`podium.control.placement`):
+a space another node holds is refused (409) rather than run twice; ending one gives the
+lease up. Every request carries ``Authorization: Bearer <media_secret>``; nothing here is
 for the public, and a load balancer in front of web nodes refuses ``/internal/`` anyway.
 """
 
@@ -14,11 +16,12 @@ import hmac
 import json
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
+from urllib.parse import unquote
 
 from fastapi import APIRouter, Depends, Header, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from podium.errors import InvalidInput, PodiumError, Unauthenticated
+from podium.errors import Conflict, InvalidInput, PodiumError, Unauthenticated
 from podium.web.context import Context, get_context
 
 PREFIX = "/internal/media"
@@ -72,10 +75,25 @@ async def command(request: Request, context: Ctx) -> Response:
         except ValueError as exc:
             raise InvalidInput("the command's body is not JSON") from exc
     try:
+        room = _room_of(path)
+        if room is not None and request.method == "POST" and context.leases is not None:
+            lease = context.leases.hold(room)
+            if lease is not None and not lease.mine:
+                raise Conflict(f"space {room} is hosted by media node {lease.node}")
         answer = await context.media.forward(request.method, path, body)
+        if room is not None and request.method == "DELETE" and context.leases is not None:
+            context.leases.release(room)
     except PodiumError as exc:
         # As the worker answers, so that the web node raises the same error.
         return JSONResponse({"kind": exc.kind, "detail": exc.detail}, status_code=exc.status)
     if answer is None:
         return Response(status_code=204)
     return JSONResponse(answer)
+
+
+def _room_of(path: str) -> str | None:
+    """The space of a command that starts or ends a room (``/rooms/{id}``), else None."""
+    parts = path.split("?", 1)[0].split("/")
+    if len(parts) == 3 and parts[0] == "" and parts[1] == "rooms":
+        return unquote(parts[2])
+    return None

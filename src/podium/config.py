@@ -138,12 +138,12 @@ class Settings:
 
     @property
     def fleet_url(self) -> str:
-        """Where the rest of the fleet reaches this node: a media node's internal URL,
-        any other node's base URL."""
-        if self.role != "media":
-            return self.base_url
+        """Where the rest of the fleet reaches this node: its internal URL if set, else a
+        media node's own address and any other node's base URL."""
         if self.internal_url:
             return self.internal_url.rstrip("/")
+        if self.role != "media":
+            return self.base_url
         host = socket.getfqdn() if self.host in ("0.0.0.0", "::", "") else self.host  # noqa: S104
         host = f"[{host}]" if ":" in host else host
         return f"http://{host}:{self.port}"

@@ -39,9 +39,10 @@ from podium.control.spaces import Spaces
 from podium.demo import SPEECH
 from podium.errors import ConfigError, PodiumError, StorageError
 from podium.media.link import MediaLink
+from podium.media.replica import Replicas
 from podium.origin.origin import Origin
 from podium.origin.routes import Upstream
-from podium.web import internal
+from podium.web import internal, replicas
 from podium.web.admission import Gate
 from podium.web.app import create_app
 from podium.web.context import Context, signing_key
@@ -50,6 +51,7 @@ from podium.web.mediapool import MediaPool
 from podium.web.metrics import Metrics
 from podium.web.protocol import with_head_timeout
 from podium.web.roomstate import RoomHub, person_of_user
+from podium.web.takeover import Takeover
 
 log = logging.getLogger("podium.server")
 
@@ -177,7 +179,13 @@ def build(settings: Settings) -> tuple[FastAPI, Context, bool]:
         assert settings.media_secret is not None
         assert fleet is not None
         pool = MediaPool(
-            fleet, settings.media_secret.value, origin, runtime_dir, spaces, settings.media_url
+            fleet,
+            settings.media_secret.value,
+            origin,
+            runtime_dir,
+            spaces,
+            settings.media_url,
+            Replicas(settings.data_dir / replicas.REPLICAS_DIR),
         )
         media = pool
     else:
@@ -228,6 +236,7 @@ def build(settings: Settings) -> tuple[FastAPI, Context, bool]:
     app = create_app(context)
     if pool is not None:
         app.state.upstream = Upstream(pool.url_for)
+        app.include_router(replicas.router)
     elif settings.role == "media":
         app.include_router(internal.router)
     return app, context, owner_created
@@ -288,10 +297,12 @@ async def keep_leases(context: Context) -> None:
     the one cut off (a partition), the others may have taken its spaces, and it stops
     writing them. They resume here, from the recording, if their lease is free when it
     can reach Redis again (as does any live space recorded as this node's that it does
-    not run).
+    not run). Each round it also takes over the spaces of nodes that stopped
+    (:mod:`podium.web.takeover`).
     """
     leases = context.leases
     assert leases is not None
+    takeover = Takeover(context, leases)
     renewed = time.monotonic()
     while True:
         await asyncio.sleep(RENEW_S)
@@ -318,6 +329,7 @@ async def keep_leases(context: Context) -> None:
                 with contextlib.suppress(PodiumError):
                     await context.media.abandon_room(lease.space_id)
         await _take_back(context, leases, rooms)
+        await takeover.check(rooms)
 
 
 async def _take_back(context: Context, leases: Leases, running: list[str]) -> None:

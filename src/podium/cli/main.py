@@ -174,6 +174,12 @@ def build_parser() -> argparse.ArgumentParser:
     speak.add_argument("--loop", action="store_true", help="start the file over at its end")
     speak.add_argument("--seconds", type=float, help="stop after this long")
     speak.add_argument("--json", action="store_true", help="print the report as JSON")
+    speak.add_argument(
+        "--no-reconnect",
+        dest="reconnect",
+        action="store_false",
+        help="give up when the session is lost, instead of publishing again with a backoff",
+    )
     speak.set_defaults(handler=_speak)
 
     listen = commands.add_parser("listen", help="follow a live (or replay) HLS playlist")
@@ -572,6 +578,7 @@ def _token_revoke(args: argparse.Namespace) -> int:
 
 
 def _speak(args: argparse.Namespace) -> int:
+    from podium import logs
     from podium.clients.speak import AudioSource, ToneSource, WavSource, speak
 
     credential = None if args.token else _credential(args)
@@ -581,8 +588,11 @@ def _speak(args: argparse.Namespace) -> int:
     )
     if args.seconds is None and args.tone is not None:
         print("speaking until Ctrl-C", file=sys.stderr)
+    logs.configure("human", "warning")  # a lost session, and each try to publish again
     try:
-        report = asyncio.run(speak(args.whip_url, token, source, seconds=args.seconds))
+        report = asyncio.run(
+            speak(args.whip_url, token, source, seconds=args.seconds, reconnect=args.reconnect)
+        )
     except ClientError as exc:
         if exc.status == 401 and credential is not None:
             raise credential.refused(exc.detail, "--token, --token-file FILE") from exc
@@ -592,7 +602,8 @@ def _speak(args: argparse.Namespace) -> int:
         args,
         document,
         f"spoke {report.samples_sent / 48000:.1f} s to {report.resource_url}"
-        + ("" if report.connected else " (media never connected)"),
+        + ("" if report.connected else " (media never connected)")
+        + (f" in {report.sessions} sessions" if report.sessions > 1 else ""),
     )
 
 

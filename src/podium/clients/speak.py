@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -39,7 +40,15 @@ from podium.errors import ClientError
 from podium.pcm import SAMPLE_RATE, TICK_SAMPLES, PcmFrame
 
 TICK_SECONDS = TICK_SAMPLES / SAMPLE_RATE
+# Reconnecting: how long without the server's receiver reports means the session is
+# gone (reports come every 0.5-1.5 s), and the backoff between tries.
+SILENT_S = 4.0
+RETRY_S = 0.5
+RETRY_MAX_S = 5.0
+DELETE_TIMEOUT_S = 5.0
+LOST_DELETE_TIMEOUT_S = 1.0
 HeardCallback = Callable[[PcmFrame], None]
+log = logging.getLogger("podium.speak")
 
 
 class AudioSource(Protocol):
@@ -152,6 +161,7 @@ class SpeakReport:
     samples_sent: int
     frames_heard: int
     samples_heard: int
+    sessions: int = 1  # WHIP sessions it took (more than one after reconnecting)
 
     @property
     def seconds_sent(self) -> float:
@@ -245,6 +255,7 @@ async def speak(
     on_heard: HeardCallback | None = None,
     connect_timeout: float = 15.0,
     ice_servers: Sequence[RTCIceServer] = (),
+    reconnect: bool = False,
 ) -> SpeakReport:
     """Publish ``source`` to the WHIP endpoint ``whip_url`` for ``seconds`` (or until it ends).
 
@@ -253,39 +264,125 @@ async def speak(
     passed to it (on the event loop; it must not block). The session is always DELETEd
     and the connection closed, also on cancellation; ``source`` is closed too.
 
+    With ``reconnect``, a session that is lost (the connection fails, or the server's RTCP
+    receiver reports stop for :data:`SILENT_S`) or cannot be set up because the server is
+    unreachable or overloaded (5xx, 429) is started again through ``whip_url``, with a
+    backoff from :data:`RETRY_S` to :data:`RETRY_MAX_S`, and the source goes on where it
+    was: the server may have moved the space to another machine.
+
     Raises :class:`~podium.errors.ClientError` when the server refuses (its problem
     ``detail`` in the message, its status in ``.status``), cannot be reached, answers
-    something that is not a WHIP answer, or media does not connect in ``connect_timeout``.
+    something that is not a WHIP answer, or media does not connect in ``connect_timeout``
+    (with ``reconnect``, only for a refusal that trying again cannot change).
     """
-    pc = RTCPeerConnection(RTCConfiguration(iceServers=list(ice_servers)))
     limit = None if seconds is None else math.ceil(seconds * SAMPLE_RATE / TICK_SAMPLES)
-    track = _SourceTrack(source, limit)
     heard = {"frames": 0, "samples": 0}
-    tasks: set[asyncio.Task[None]] = set()
-    resource_url: str | None = None
-    connected = asyncio.Event()
-    failed = asyncio.Event()
-
-    @pc.on("connectionstatechange")
-    def on_state() -> None:
-        if pc.connectionState == "connected":
-            connected.set()
-        elif pc.connectionState in ("failed", "closed"):
-            failed.set()
-
-    @pc.on("track")
-    def on_track(remote: MediaStreamTrack) -> None:
-        if remote.kind == "audio" and on_heard is not None:
-            tasks.add(asyncio.create_task(_listen(remote, on_heard, heard)))
-
     headers = {"User-Agent": f"podium-speak/{__version__}"}
     if token:
         headers["Authorization"] = f"Bearer {token}"
+    sent = {"ticks": 0, "samples": 0}
+    sessions = 0
+    connected = False
+    delay = RETRY_S
     # RFC 9725 section 4.6: "WHIP clients SHALL support HTTP redirections".
     async with httpx.AsyncClient(headers=headers, timeout=15.0, follow_redirects=True) as http:
         try:
+            while True:
+                audio_ticks = sent["samples"] // TICK_SAMPLES
+                track = _SourceTrack(source, None if limit is None else limit - audio_ticks)
+                sessions += 1
+                session = _Session(http, track, on_heard, heard, watch=reconnect)
+                try:
+                    resource_url = await session.run(whip_url, connect_timeout, ice_servers)
+                except ClientError as exc:
+                    if not reconnect or not _worth_retrying(exc):
+                        raise
+                    log.warning(
+                        "speak_reconnecting",
+                        extra={"fields": {"error": exc.detail, "in_s": delay}},
+                    )
+                    if session.connected_for > SILENT_S:
+                        delay = RETRY_S  # it was up: the first try again is quick
+                    await asyncio.sleep(delay)
+                    delay = min(RETRY_MAX_S, delay * 2)
+                    continue
+                finally:
+                    connected = connected or session.connected
+                    sent["ticks"] += track.ticks
+                    sent["samples"] += track.samples_sent
+                return SpeakReport(
+                    resource_url=resource_url,
+                    connected=connected,
+                    ticks_sent=sent["ticks"],
+                    samples_sent=sent["samples"],
+                    frames_heard=heard["frames"],
+                    samples_heard=heard["samples"],
+                    sessions=sessions,
+                )
+        finally:
+            source.close()
+
+
+def _worth_retrying(exc: ClientError) -> bool:
+    """Unreachable, lost, overloaded or rate limited: the same request may work later."""
+    return exc.status == 0 or exc.status >= 500 or exc.status == 429
+
+
+class _Session:
+    """One WHIP session: offer, answer, media until the track is done or the session is
+    lost; DELETEd and closed whatever happens."""
+
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        track: _SourceTrack,
+        on_heard: HeardCallback | None,
+        heard: dict[str, int],
+        *,
+        watch: bool,
+    ) -> None:
+        self._http = http
+        self._track = track
+        self._on_heard = on_heard
+        self._heard = heard
+        self._watch = watch
+        self.connected = False
+        self._connected_at: float | None = None
+        self._lost_at: float | None = None
+
+    @property
+    def connected_for(self) -> float:
+        if self._connected_at is None:
+            return 0.0
+        end = self._lost_at or asyncio.get_running_loop().time()
+        return end - self._connected_at
+
+    async def run(
+        self, whip_url: str, connect_timeout: float, ice_servers: Sequence[RTCIceServer]
+    ) -> str:
+        pc = RTCPeerConnection(RTCConfiguration(iceServers=list(ice_servers)))
+        tasks: set[asyncio.Task[None]] = set()
+        resource_url: str | None = None
+        connected = asyncio.Event()
+        failed = asyncio.Event()
+        loop = asyncio.get_running_loop()
+
+        @pc.on("connectionstatechange")
+        def on_state() -> None:
+            if pc.connectionState == "connected":
+                connected.set()
+            elif pc.connectionState in ("failed", "closed"):
+                failed.set()
+
+        @pc.on("track")
+        def on_track(remote: MediaStreamTrack) -> None:
+            if remote.kind == "audio" and self._on_heard is not None:
+                tasks.add(asyncio.create_task(_listen(remote, self._on_heard, self._heard)))
+
+        lost = False
+        try:
             transceiver = pc.addTransceiver(
-                track, direction="sendrecv" if on_heard is not None else "sendonly"
+                self._track, direction="sendrecv" if self._on_heard is not None else "sendonly"
             )
             capabilities = RTCRtpSender.getCapabilities("audio")
             codecs = capabilities.codecs if capabilities is not None else []
@@ -294,31 +391,55 @@ async def speak(
             )
             # aiortc gathers every candidate here, so the offer is complete: no trickle.
             await pc.setLocalDescription(await pc.createOffer())
-            resource_url, answer = await _post_offer(http, whip_url, pc.localDescription.sdp)
+            resource_url, answer = await _post_offer(self._http, whip_url, pc.localDescription.sdp)
             try:
                 await pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
             except Exception as exc:
                 raise ClientError(f"the WHIP server's SDP answer is unusable: {exc!r}") from exc
             await _wait_connected(connected, failed, connect_timeout)
-            await _play(track, failed)
-            return SpeakReport(
-                resource_url=resource_url,
-                connected=connected.is_set(),
-                ticks_sent=track.ticks,
-                samples_sent=track.samples_sent,
-                frames_heard=heard["frames"],
-                samples_heard=heard["samples"],
-            )
+            self.connected = True
+            self._connected_at = loop.time()
+            if self._watch:
+                tasks.add(asyncio.create_task(_watch_reports(transceiver.sender, failed)))
+            try:
+                await _play(self._track, failed)
+            except ClientError:
+                lost = True
+                raise
+            finally:
+                self._lost_at = loop.time()
+            return resource_url
         finally:
-            # Runs on cancellation too: leave no session behind on the server.
+            # Runs on cancellation too: leave no session behind on the server (briefly,
+            # for a session lost: its server may be gone, and the speaker waits).
             if resource_url is not None:
                 with contextlib.suppress(httpx.HTTPError):
-                    await http.delete(resource_url, timeout=5.0)
+                    await self._http.delete(
+                        resource_url, timeout=LOST_DELETE_TIMEOUT_S if lost else DELETE_TIMEOUT_S
+                    )
             await pc.close()
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            source.close()
+
+
+async def _watch_reports(sender: RTCRtpSender, lost: asyncio.Event) -> None:
+    """Set ``lost`` once the server's RTCP receiver reports, having come, stop coming for
+    :data:`SILENT_S`: its end of the session is gone (a server that died sends no BYE,
+    and ICE consent takes 30 s to notice). A server that sends no reports is left be."""
+    loop = asyncio.get_running_loop()
+    last: object = None
+    seen_at: float | None = None
+    while True:
+        await asyncio.sleep(0.5)
+        stats = await sender.getStats()
+        stamps = [s.timestamp for s in stats.values() if s.type == "remote-inbound-rtp"]
+        stamp = max(stamps) if stamps else None
+        if stamp is not None and stamp != last:
+            last, seen_at = stamp, loop.time()
+        elif seen_at is not None and loop.time() - seen_at > SILENT_S:
+            lost.set()
+            return
 
 
 async def _post_offer(http: httpx.AsyncClient, whip_url: str, offer: str) -> tuple[str, str]:

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import redis
 
-from podium.control.fleet import PREFIX, Fleet
+from podium.control.fleet import PREFIX, Fleet, Node
 
 LEASE_S = 6.0
 RENEW_S = 1.0
@@ -192,6 +192,23 @@ def room_counts(fleet: Fleet, nodes: list[str]) -> dict[str, int] | None:
 
     counts: dict[str, int] | None = fleet.call(count)
     return counts
+
+
+def candidates(fleet: Fleet, nodes: Iterable[Node]) -> list[Candidate]:
+    """The media nodes among ``nodes`` as placement weighs them: the rooms each holds
+    leases for (else says it runs), its speakers, the cores it offers and uses."""
+    media = [node for node in nodes if node.role == "media"]
+    counts = room_counts(fleet, [node.id for node in media]) or {}
+    return [
+        Candidate(
+            node=node.id,
+            rooms=counts.get(node.id, len(node.load.get("media_rooms") or [])),
+            speakers=int(node.load.get("speakers", 0)),
+            cores=float(node.load.get("cores", 1.0)),
+            cpu_cores=float(node.load.get("worker_cpu", 0.0)),
+        )
+        for node in media
+    ]
 
 
 def _text(value: object) -> str:

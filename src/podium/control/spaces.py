@@ -147,6 +147,12 @@ class Spaces:
             statement = statement.where((c.media_node == media_node) | c.media_node.is_(None))
         return [row[0] for row in self._db.query(statement)]
 
+    def live_placements(self) -> list[tuple[str, str | None]]:
+        """Every live space with the node recorded as running its room (None: unclaimed)."""
+        c = spaces.c
+        statement = select(c.id, c.media_node).where(c.status == SpaceStatus.LIVE.value)
+        return [(row[0], row[1]) for row in self._db.query(statement)]
+
     def claim_media(self, space_id: str, media_node: str | None) -> None:
         """Record that ``media_node`` runs the space's room (nothing for a lone node)."""
         if media_node is None:

@@ -8,6 +8,11 @@ itself: the media node sends each part once per web node, whatever the crowd. Th
 starts with a catch-up (:mod:`podium.media.fanout`); if the media node cannot be
 reached, the feed is tried again with a backoff and commands answer 503.
 
+Each event is first made durable in this node's copy of the program
+(:mod:`podium.media.replica`), then served. While the feed is lost, the programs it made
+say their recording is degraded (nobody here can tell it is being made) until their
+program comes back, from this node or from another that took them over.
+
 A program that ended is dropped from this node's origin: its replay and any part older
 than the catch-up are answered from the media node, which has the recording.
 
@@ -28,6 +33,7 @@ from pathlib import Path
 import httpx
 
 from podium.media.link import MediaLink, MediaUnavailable
+from podium.media.replica import Replicas
 from podium.origin import feed
 from podium.origin.origin import Origin
 
@@ -49,6 +55,7 @@ class RemoteMedia(MediaLink):
         runtime_dir: Path,
         sources: dict[str, RemoteMedia] | None = None,
         accept: Callable[[RemoteMedia, str], bool] | None = None,
+        replicas: Replicas | None = None,
     ) -> None:
         super().__init__(runtime_dir, origin.recordings, origin, live_spaces=list)
         self.url = url.rstrip("/")
@@ -60,6 +67,16 @@ class RemoteMedia(MediaLink):
         # whether a program beginning here may take a space over.
         self.sources: dict[str, RemoteMedia] = {} if sources is None else sources
         self._accept = accept or (lambda link, space_id: True)
+        # Where this node keeps its copy of each program, written before it is served.
+        self.replicas = replicas
+
+    async def wait_ready(self) -> None:
+        """Wait, briefly, for the feed: a command for a node that is away fails fast
+        (503), so that a client tries again, and finds the space's next node."""
+        try:
+            await asyncio.wait_for(self._ready.wait(), CONNECT_TIMEOUT_S)
+        except TimeoutError as exc:
+            raise MediaUnavailable(f"the media node at {self.url} cannot be reached") from exc
 
     def _new_client(self) -> httpx.AsyncClient:
         return httpx.AsyncClient(
@@ -78,6 +95,7 @@ class RemoteMedia(MediaLink):
                 delay = RETRY_S
             except Exception as exc:  # whatever it was, the answer is to follow again
                 if not self._closing:
+                    self._mark_lost()
                     log.warning(
                         "media_node_unreachable",
                         extra={"fields": {"url": self.url, "error": repr(exc)}},
@@ -118,8 +136,10 @@ class RemoteMedia(MediaLink):
 
     def _take(self, event: feed.Event) -> None:
         space_id = event.space_id
+        moved = False
         if isinstance(event, feed.Began):
-            if self.sources.get(space_id) is not self:
+            previous = self.sources.get(space_id)
+            if previous is not self:
                 if not self._accept(self, space_id):
                     log.warning(
                         "feed_refused_not_leaseholder",
@@ -127,12 +147,35 @@ class RemoteMedia(MediaLink):
                     )
                     return
                 self.sources[space_id] = self  # the program moved here
+                moved = previous is not None and event.resumed
         elif self.sources.get(space_id) is not self:
             return  # another node speaks for this space now
-        self.origin.apply(event)
+
+        def serve() -> None:
+            self.origin.apply(event)
+            if moved and (program := self.origin.program(space_id)) is not None:
+                program.moved = True
+                log.warning(
+                    "space_media_moved", extra={"fields": {"space_id": space_id, "to": self.node}}
+                )
+            if isinstance(event, feed.Ended):
+                self.origin.forget(space_id)
+
         if isinstance(event, feed.Ended):
-            self.origin.forget(space_id)
             del self.sources[space_id]
+        if self.replicas is None:
+            serve()
+        else:
+            self.replicas.keep(event, serve)
+
+    def _mark_lost(self) -> None:
+        """The spaces this node makes cannot be recorded as far as anyone here knows:
+        say so until their program comes back (from this node or another)."""
+        for space_id in [s for s, link in self.sources.items() if link is self]:
+            program = self.origin.program(space_id)
+            if program is not None and not program.playlist.ended:
+                program.recording = "degraded"
+                program.recording_reason = "the media server of this space cannot be reached"
 
     def _forget_mine(self) -> None:
         for space_id in [s for s, link in self.sources.items() if link is self]:

@@ -10,7 +10,6 @@ broadcast.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import math
 from collections.abc import Callable
@@ -26,7 +25,7 @@ from podium.mixer.mixer import Mixer
 from podium.origin import feed
 from podium.pcm import SAMPLE_RATE, TICK_SAMPLES, PcmFrame
 from podium.record.export import export_m4a
-from podium.record.manifest import GapLine, InitLine
+from podium.record.manifest import GapLine, init_line
 from podium.record.recorder import Recorded, Recorder
 from podium.segment.cadence import Cadence
 from podium.segment.fmp4 import init_segment
@@ -86,17 +85,7 @@ class Room:
         if recorded.init is None or recorded.ended or not recorded.parts:
             self.mixer = Mixer()
             self.segmenter = Segmenter(program_start=now)
-            self.recorder.begin(
-                init,
-                InitLine(
-                    sample_rate=SAMPLE_RATE,
-                    channels=CHANNELS,
-                    part_units=cadence.part_units,
-                    parts_per_segment=cadence.parts_per_segment,
-                    program_start=now,
-                    sha256=hashlib.sha256(init).hexdigest(),
-                ),
-            )
+            self.recorder.begin(init, init_line(init, cadence, CHANNELS, now))
             self._publish(feed.Began(self.space_id, init, cadence, 0, resumed=False))
             return
         # A restart after a crash: the media between the last durable part and now is
@@ -119,6 +108,9 @@ class Room:
         self.recorder.resume(gap)
         self._publish(feed.Began(self.space_id, recorded.init_data, cadence, 0, resumed=True))
         self._publish(feed.Gap(self.space_id, GapMarker(gap.msn, gap.duration, gap.pdt)))
+        if self.recorder.degraded is not None:
+            self._recording_state = "degraded"
+        self._health()  # whoever serves it learns the recording's state from here on
         log.warning(
             "room_resumed_after_gap",
             extra={

@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict
+from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
+from podium import clock
 from podium.record.manifest import GapLine
 from podium.record.recorder import Recorded, Recorder
 from podium.segment.cadence import Cadence
@@ -22,6 +25,13 @@ from podium.segment.timeline import GapMarker, Timeline
 # Parts kept in memory: 16 segments (about 33 s at the default cadence) covers every
 # listener near the live edge, plus players that start a few segments back.
 MEMORY_SEGMENTS = 16
+
+
+@dataclass(frozen=True, slots=True)
+class Interruption:
+    at: float
+    lost_s: float
+    moved: bool
 
 
 class Program:
@@ -37,6 +47,11 @@ class Program:
         self.exported: bool | None = None  # None while not yet tried
         self.talking: tuple[str, ...] = ()
         self.speakers: tuple[str, ...] = ()
+        # The last span the program lost (a restart, or its media moving to another
+        # server): when it resumed (Unix time), the seconds lost, and whether it moved.
+        self.interruption: Interruption | None = None
+        self.moved = False  # set by a web node when another media node takes it over
+        self._gap_at: Fraction | None = None
         self._memory: OrderedDict[tuple[int, int], bytes] = OrderedDict()
         self._changed = asyncio.Event()
         self._rendered: dict[bool, tuple[MediaPlaylist, str]] = {}
@@ -66,6 +81,11 @@ class Program:
         if self._known(part.msn, part.index):
             return  # already read back from the recording when the program resumed
         self.timeline.add(part)
+        if self._gap_at is not None:
+            lost = float(part.program_date_time - self._gap_at)
+            self.interruption = Interruption(clock.now(), round(max(0.0, lost), 1), self.moved)
+            self._gap_at = None
+            self.moved = False
         self._memory[(part.msn, part.index)] = part.data
         limit = MEMORY_SEGMENTS * self.timeline.cadence.parts_per_segment
         while len(self._memory) > limit:
@@ -76,6 +96,8 @@ class Program:
         if self._known(marker.msn, 0):
             return  # the resumed recording already holds this gap
         self.timeline.add_gap(marker)
+        if self._gap_at is None:
+            self._gap_at = marker.program_date_time
         self._notify()
 
     def end(self) -> None:

@@ -20,10 +20,13 @@ Times are exact: ``pdt`` and ``program_start`` are decimal strings of ``Fraction
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any, Literal
+
+from podium.segment.cadence import Cadence
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +38,18 @@ class InitLine:
     program_start: Fraction
     sha256: str
     kind: Literal["init"] = "init"
+
+
+def init_line(init: bytes, cadence: Cadence, channels: int, program_start: Fraction) -> InitLine:
+    """The first line of a recording of a program whose init segment is ``init``."""
+    return InitLine(
+        sample_rate=cadence.sample_rate,
+        channels=channels,
+        part_units=cadence.part_units,
+        parts_per_segment=cadence.parts_per_segment,
+        program_start=program_start,
+        sha256=hashlib.sha256(init).hexdigest(),
+    )
 
 
 @dataclass(frozen=True, slots=True)

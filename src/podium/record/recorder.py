@@ -44,7 +44,7 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _write_durably(path: Path, data: bytes) -> None:
+def write_durably(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary name, fsynced, then renamed."""
     temporary = path.with_name(path.name + ".tmp")
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
@@ -110,13 +110,23 @@ class Recorder:
 
         self._guard(write, "resume the recording")
 
+    def reopen(self) -> None:
+        """Append to a recording begun earlier (a copy kept by another node goes on)."""
+        self._guard(self._open_manifest, "reopen the recording")
+
+    def write_gap(self, gap: GapLine) -> bool:
+        """Note a span lost where the program was made (a gap in the feed it copies)."""
+        if self.degraded is not None:
+            return False
+        return self._guard(lambda: self._append(gap), "note a gap")
+
     def write_part(self, part: Part) -> bool:
         """Make ``part`` durable. Returns False (and stays degraded) if it could not be."""
         if self.degraded is not None:
             return False
 
         def write() -> None:
-            _write_durably(self.directory / PARTS_DIR / part.name, part.data)
+            write_durably(self.directory / PARTS_DIR / part.name, part.data)
             self._append(
                 PartLine(
                     msn=part.msn,
@@ -146,7 +156,7 @@ class Recorder:
     def _begin(self, init_data: bytes, init: InitLine) -> None:
         (self.directory / PARTS_DIR).mkdir(parents=True, exist_ok=True)
         fsync_dir(self.directory)
-        _write_durably(self.directory / INIT_FILE, init_data)
+        write_durably(self.directory / INIT_FILE, init_data)
         self._open_manifest()
         self._append(init)
 

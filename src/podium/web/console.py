@@ -130,6 +130,7 @@ async def console_page(space_id: str, context: Ctx) -> HTMLResponse:
         "Recording",
         '<p class="recording" id="recording"><span class="rec-state off" id="rec-state">'
         'Off</span><span class="meta" id="rec-detail">Starts when you go live.</span></p>',
+        '<p class="meta" id="rec-interruption" role="status" hidden></p>',
     )
     mic = speaker_panel(
         "Your microphone",

@@ -28,7 +28,7 @@ PREFIX = "/internal/media"
 Ctx = Annotated[Context, Depends(get_context)]
 
 
-async def _authenticated(
+async def authenticated(
     context: Ctx, authorization: Annotated[str | None, Header()] = None
 ) -> None:
     secret = context.settings.media_secret
@@ -38,7 +38,7 @@ async def _authenticated(
         raise Unauthenticated("this is a media node's internal API: send the fleet's secret")
 
 
-router = APIRouter(prefix=PREFIX, include_in_schema=False, dependencies=[Depends(_authenticated)])
+router = APIRouter(prefix=PREFIX, include_in_schema=False, dependencies=[Depends(authenticated)])
 
 
 @router.get("/feed")

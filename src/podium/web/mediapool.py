@@ -29,6 +29,7 @@ from podium.control.fleet import Fleet, Node
 from podium.control.spaces import Spaces
 from podium.media.link import STARTUP_SECONDS, MediaLink, MediaUnavailable, Publication
 from podium.media.remote import RemoteMedia
+from podium.media.replica import Replicas
 from podium.origin.origin import Origin
 
 log = logging.getLogger("podium.media")
@@ -47,6 +48,7 @@ class MediaPool(MediaLink):
         runtime_dir: Path,
         spaces: Spaces,
         seed_url: str = "",
+        replicas: Replicas | None = None,
     ) -> None:
         super().__init__(runtime_dir, origin.recordings, origin, live_spaces=list)
         self._fleet = fleet
@@ -58,6 +60,7 @@ class MediaPool(MediaLink):
         self._follows: dict[str, asyncio.Task[None]] = {}
         self._registered: list[Node] = []  # the media nodes the registry last listed
         self.sources: dict[str, RemoteMedia] = {}
+        self.replicas = replicas
         self._changed = asyncio.Event()
 
     # -- lifetime ------------------------------------------------------------------------
@@ -89,7 +92,13 @@ class MediaPool(MediaLink):
 
     def _follow(self, url: str) -> None:
         link = RemoteMedia(
-            url, self._secret, self.origin, self._runtime_dir, self.sources, self._accepts
+            url,
+            self._secret,
+            self.origin,
+            self._runtime_dir,
+            self.sources,
+            self._accepts,
+            self.replicas,
         )
         self.links[url] = link
         self._follows[url] = asyncio.get_running_loop().create_task(link.run())
@@ -127,6 +136,8 @@ class MediaPool(MediaLink):
         self._closing = True
         for link in list(self.links.values()):
             await link.close()
+        if self.replicas is not None:
+            await asyncio.to_thread(self.replicas.close)
 
     # -- where a space is ----------------------------------------------------------------
 
@@ -166,17 +177,7 @@ class MediaPool(MediaLink):
 
     def _candidates(self) -> list[placement.Candidate]:
         followed = [node for node in self._registered if node.url.rstrip("/") in self.links]
-        counts = placement.room_counts(self._fleet, [node.id for node in followed]) or {}
-        return [
-            placement.Candidate(
-                node=node.id,
-                rooms=counts.get(node.id, len(node.load.get("media_rooms") or [])),
-                speakers=int(node.load.get("speakers", 0)),
-                cores=float(node.load.get("cores", 1.0)),
-                cpu_cores=float(node.load.get("worker_cpu", 0.0)),
-            )
-            for node in followed
-        ]
+        return placement.candidates(self._fleet, followed)
 
     # -- commands ------------------------------------------------------------------------
 
@@ -214,7 +215,14 @@ class MediaPool(MediaLink):
         await self._link_for(space_id).abandon_room(space_id)
 
     async def publish(self, space_id: str, speaker_id: str, sdp: str) -> Publication:
-        return await self._link_for(space_id).publish(space_id, speaker_id, sdp)
+        try:
+            return await self._link_for(space_id).publish(space_id, speaker_id, sdp)
+        except errors.NotFound as exc:
+            # The web tier found the space live; a media node without its room is one
+            # taking it over, about to start it: worth trying again, not a refusal.
+            raise MediaUnavailable(
+                f"the space's media is moving to another server; try again ({exc.detail})"
+            ) from exc
 
     async def unpublish(self, space_id: str, resource_id: str, speaker_id: str) -> None:
         await self._link_for(space_id).unpublish(space_id, resource_id, speaker_id)

@@ -31,6 +31,7 @@ from podium.control.sharedaudience import SharedAudience
 from podium.control.sharedroom import CHANNEL, SharedReactions, SharedRoom, scripts
 from podium.control.stage import Stage
 from podium.errors import StorageError
+from podium.origin.program import Program
 from podium.web.context import Context
 
 log = logging.getLogger("podium.room")
@@ -265,8 +266,18 @@ def build_document(context: Context, space: Space, room: LiveRoom, now: float) -
         },
         "capacity": _capacity(context, space, room, now),
         "recording": "off" if program is None else program.recording,
+        "interruption": _interruption(program),
         "links": links,
     }
+
+
+def _interruption(program: Program | None) -> dict[str, Any] | None:
+    """The last span the program lost: when it came back, how long, and whether its
+    media moved to another server to come back."""
+    if program is None or program.interruption is None:
+        return None
+    gap = program.interruption
+    return {"resumed_at": clock.rfc3339(gap.at), "lost_s": gap.lost_s, "moved": gap.moved}
 
 
 def _capacity(context: Context, space: Space, room: LiveRoom, now: float) -> dict[str, Any]:

@@ -143,6 +143,14 @@ function recording(doc) {
   if (doc.status === "ended") {
     detail.append(" ", el("a", {href: `/s/${spaceId}`, text: "Play the replay"}));
   }
+  const gap = doc.interruption;
+  const notice = $("#rec-interruption");
+  notice.hidden = !gap;
+  if (gap) {
+    const what = gap.moved ? "Media moved to another server" : "Media restarted";
+    const at = new Date(gap.resumed_at).toLocaleTimeString();
+    notice.textContent = `${what}, ${gap.lost_s.toFixed(1)} s lost (${at}); marked in the replay.`;
+  }
 }
 
 // -- the microphone --------------------------------------------------------------------
@@ -156,7 +164,8 @@ async function startMic() {
   const speaker = new Speaker(spaceId, null, $("#monitor"), {
     onConnection: (state) => {
       $("#speaker-conn").textContent = {connected: "Connected", connecting: "Connecting…",
-        failed: "Connection failed", disconnected: "Reconnecting…"}[state] || state;
+        failed: "Connection failed", disconnected: "Reconnecting…",
+        reconnecting: "Reconnecting…"}[state] || state;
     },
     onLevel: (level) => {
       $("#meter-fill").style.width = `${Math.round(level * 100)}%`;

@@ -351,7 +351,8 @@ async function joinStage() {
     page.speaker = new Speaker(spaceId, ticket.ticket, $("#monitor"), {
       onConnection: (state) => {
         $("#speaker-conn").textContent = {connected: "Connected", connecting: "Connecting…",
-          failed: "Connection failed", disconnected: "Reconnecting…"}[state] || state;
+          failed: "Connection failed", disconnected: "Reconnecting…",
+        reconnecting: "Reconnecting…"}[state] || state;
       },
       onLevel: (level) => {
         $("#meter-fill").style.width = `${Math.round(level * 100)}%`;

@@ -5,6 +5,11 @@
 import {ApiError, request} from "./api.js";
 
 const ICE_GATHER_S = 3;
+// A session "disconnected" this long is taken as lost; tries to publish again back off
+// from RETRY_MS to RETRY_MAX_MS.
+const LOST_AFTER_MS = 2000;
+const RETRY_MS = 500;
+const RETRY_MAX_MS = 5000;
 
 /** getUserMedia constraints; music mode turns the voice processing off. */
 export function micConstraints(music) {
@@ -49,8 +54,9 @@ export function explainMicError(error) {
 
 /**
  * One speaker's connection. `bearer` is the listener ticket (or null for the signed-in
- * session, whose cookie and CSRF token authenticate). Events: onConnection(state),
- * onLevel(0..1).
+ * session, whose cookie and CSRF token authenticate). Events: onConnection(state, one
+ * of RTCPeerConnection's or "reconnecting"), onLevel(0..1). A lost session is published
+ * again by itself.
  */
 export class Speaker {
   constructor(spaceId, bearer, monitor, events = {}) {
@@ -81,6 +87,11 @@ export class Speaker {
     }
     this.stream = await navigator.mediaDevices.getUserMedia(micConstraints(music));
     this.#meter();
+    await this.#connect();
+  }
+
+  /** One WHIP session for the microphone already taken. */
+  async #connect() {
     const pc = new RTCPeerConnection({bundlePolicy: "max-bundle"});
     this.pc = pc;
     const track = this.stream.getAudioTracks()[0];
@@ -89,8 +100,17 @@ export class Speaker {
       this.monitor.srcObject = event.streams[0] || new MediaStream([event.track]);
       this.monitor.play().catch(() => {});
     });
-    pc.addEventListener("connectionstatechange",
-      () => this.events.onConnection?.(pc.connectionState));
+    pc.addEventListener("connectionstatechange", () => {
+      if (pc !== this.pc) return; // a session given up already
+      clearTimeout(this.lostTimer);
+      this.events.onConnection?.(pc.connectionState);
+      // "disconnected" can mend by itself; if it has not in a moment, or the session
+      // failed, the server end is gone (it may have moved): publish again.
+      if (pc.connectionState === "failed") this.#reconnect();
+      if (pc.connectionState === "disconnected") {
+        this.lostTimer = setTimeout(() => this.#reconnect(), LOST_AFTER_MS);
+      }
+    });
     await pc.setLocalDescription(await pc.createOffer());
     await gathered(pc);
     const answer = await request(this.whipUrl, {
@@ -100,6 +120,43 @@ export class Speaker {
     this.resource = new URL(answer.headers.get("Location"), location.href).pathname;
     await pc.setRemoteDescription({type: "answer", sdp: answer.data});
     this.setMuted(this.muted);
+  }
+
+  /** Publish again through the space's WHIP URL, with a backoff, until it works, the
+   * server refuses for good (a 4xx other than 429), or the speaker leaves. */
+  #reconnect() {
+    if (!this.stream || this.reconnecting) return;
+    this.reconnecting = true;
+    this.events.onConnection?.("reconnecting");
+    const resource = this.resource;
+    this.resource = null;
+    if (resource) {
+      request(resource, {method: "DELETE", headers: this.#headers()}).catch(() => {});
+    }
+    this.pc?.close();
+    this.pc = null;
+    let delay = RETRY_MS;
+    const attempt = async () => {
+      if (!this.stream) {
+        this.reconnecting = false;
+        return;
+      }
+      try {
+        await this.#connect();
+        this.reconnecting = false;
+      } catch (error) {
+        this.pc?.close();
+        this.pc = null;
+        if (error instanceof ApiError && error.status < 500 && error.status !== 429) {
+          this.reconnecting = false;
+          this.events.onConnection?.("failed");
+          return;
+        }
+        delay = Math.min(RETRY_MAX_MS, delay * 2);
+        setTimeout(attempt, delay);
+      }
+    };
+    setTimeout(attempt, delay);
   }
 
   #meter() {
@@ -148,6 +205,7 @@ export class Speaker {
   /** Leave: end the WHIP session (RFC 9725 4.3: DELETE the resource), release the mic. */
   async stop() {
     cancelAnimationFrame(this.frame);
+    clearTimeout(this.lostTimer);
     const resource = this.resource;
     this.resource = null;
     if (resource) {

@@ -1,0 +1,274 @@
+"""A media node killed mid-space: the other media node takes the space over once its lease
+expires, the recording put together from the web nodes' copies, the speaker publishes
+again by itself, and listeners, the host console and the replay see one marked gap and
+nothing else lost."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import wave
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+import redis
+from playwright.sync_api import expect, sync_playwright
+
+from fleetnodes import Fleet, eventually, start_fleet
+from harness import Server, make_account
+from media_signal import RATE, decode, loud_spans
+from services import Postgres, Redis
+from webapp.webapp_browser import WAIT_MS, launch, watch_errors
+
+TONE_HZ = 440.0  # podium speak's
+PAGE_TONE_HZ = 1000.0  # the host's, from the console page in Chromium
+
+
+@pytest.fixture
+def fleet(postgres: Postgres, redis_server: Redis, tmp_path: Path) -> Iterator[Fleet]:
+    started = start_fleet(postgres, redis_server, tmp_path, web=2, media=2)
+    yield started
+    started.stop()
+
+
+def _lease(redis_url: str, space_id: str) -> dict[str, str]:
+    with redis.Redis.from_url(redis_url, decode_responses=True) as client:
+        fields: dict[str, str] = client.hgetall(f"podium:lease:{space_id}")
+        return fields
+
+
+def _power_cut(node: Server) -> None:
+    """SIGKILL the node's process and its media worker at once, as a power cut would."""
+    pid = node.process.pid
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    for victim in [pid, *map(int, children)]:
+        os.kill(victim, signal.SIGKILL)
+    node.process.wait()
+
+
+def _parts(manifest: Path) -> list[dict[str, object]]:
+    if not manifest.exists():
+        return []
+    lines = [json.loads(line) for line in manifest.read_text().splitlines() if line]
+    return [line for line in lines if line["kind"] == "part"]
+
+
+def _tone_wav(path: Path, hz: float) -> Path:
+    """A tone as a WAV file, for Chromium's fake microphone (it plays it on a loop)."""
+    t = np.arange(RATE * 10) / RATE
+    samples = (0.3 * np.sin(2 * np.pi * hz * t) * 32767).astype("<i2")
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(RATE)
+        out.writeframes(samples.tobytes())
+    return path
+
+
+def _has_tones(block: np.ndarray, tones: tuple[float, ...]) -> bool:
+    """Each tone stands 20 dB over the block's median spectrum."""
+    spectrum = np.abs(np.fft.rfft(block * np.hanning(len(block))))
+    floor = float(np.median(spectrum))
+    hz = RATE / len(block)
+    return all(
+        spectrum[round(tone / hz) - 2 : round(tone / hz) + 3].max() > 10 * floor for tone in tones
+    )
+
+
+def _speakers(fleet: Fleet, node: Server, space_id: str) -> list[str]:
+    secret = fleet.env["PODIUM_MEDIA_SECRET"]
+    answer = httpx.get(
+        f"{node.url}/internal/media/status",
+        headers={"Authorization": f"Bearer {secret}"},
+        timeout=10,
+    )
+    room = answer.json()["rooms"].get(space_id) or {}
+    return list(room.get("speakers", []))
+
+
+def _after_gap(playlist: str) -> int:
+    """Parts announced after the (first) marked gap."""
+    if "#EXT-X-GAP" not in playlist:
+        return 0
+    return playlist.split("#EXT-X-GAP", 1)[1].count("#EXT-X-PART:")
+
+
+class Watch:
+    """A host's view of the room state and a listener's of the playlist, polled through
+    one web node while the test runs: what they were shown, and when."""
+
+    def __init__(self, node: Server, token: str, space_id: str) -> None:
+        self.recording: list[tuple[float, str]] = []
+        self.after_gap: list[tuple[float, int]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(node, token, space_id))
+        self._thread.start()
+
+    def _run(self, node: Server, token: str, space_id: str) -> None:
+        with node.client(token) as api:
+            while not self._stop.is_set():
+                try:
+                    state = api.get(f"/api/v1/spaces/{space_id}/state").json()
+                    playlist = api.get(f"/hls/{space_id}/live.m3u8").text
+                except httpx.HTTPError:
+                    continue
+                now = time.monotonic()
+                if not self.recording or self.recording[-1][1] != state["recording"]:
+                    self.recording.append((now, state["recording"]))
+                self.after_gap.append((now, _after_gap(playlist)))
+                self.state = state
+                time.sleep(0.2)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+@pytest.mark.timeout(600)
+def test_a_killed_media_node_costs_a_live_space_a_marked_gap_and_nothing_recorded(
+    fleet: Fleet, redis_server: Redis, tmp_path: Path
+) -> None:
+    host = make_account(fleet.web[0], "failover_host")
+    guest = make_account(fleet.web[0], "failover_guest")
+    with fleet.web[0].client(host.token) as api:
+        space_id = api.post("/api/v1/spaces", json={"title": "Failover"}).json()["id"]
+        assert api.post(f"/api/v1/spaces/{space_id}/start").status_code == 200
+        invite = api.post(f"/api/v1/spaces/{space_id}/invites").json()["invite"]
+    with fleet.web[1].client(guest.token) as api:
+        accepted = api.post(f"/api/v1/spaces/{space_id}/invites/accept", json={"invite": invite})
+        assert accepted.status_code == 200, accepted.text
+    first = _lease(redis_server.url, space_id)["node"]
+    victim = fleet.media_nodes[int(first.removeprefix("media-")) - 1]
+    standby_name = "media-1" if first == "media-2" else "media-2"
+    standby = fleet.media_nodes[int(standby_name.removeprefix("media-")) - 1]
+
+    # Two speakers, each with the real client as people run it, neither told anything
+    # when the space moves: the guest with podium speak (it reconnects by default), the
+    # host from the console page in Chromium.
+    speaker = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "podium",
+            "speak",
+            f"{fleet.web[1].url}/api/v1/spaces/{space_id}/whip",
+            "--token",
+            guest.token,
+            "--tone",
+            str(TONE_HZ),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    watch = Watch(fleet.web[0], host.token, space_id)
+    playwright = sync_playwright().start()
+    browser = launch(playwright, _tone_wav(tmp_path / "host.wav", PAGE_TONE_HZ))
+    try:
+        console = browser.new_page()
+        errors = watch_errors(console)
+        console.goto(f"{fleet.web[0].url}/signin?next=/s/{space_id}/host")
+        console.get_by_label("Handle").fill(host.handle)
+        console.get_by_label("Password").fill(host.password)
+        console.get_by_role("button", name="Sign in").last.click()
+        console.wait_for_url(f"**/s/{space_id}/host", timeout=WAIT_MS)
+        console.get_by_role("switch", name="Music mode").check()  # a tone, unprocessed
+        console.locator("#join-stage").click()
+        expect(console.locator("#speaker-conn")).to_have_text("Connected", timeout=WAIT_MS)
+        eventually(lambda: len(_speakers(fleet, victim, space_id)) == 2, within=30)
+
+        recording = victim.data_dir / "recordings" / space_id / "manifest.jsonl"
+        copies = [web.data_dir / "replicas" / space_id / "manifest.jsonl" for web in fleet.web]
+        # Some seconds of both recorded, and copied on both web nodes.
+        base = len(_parts(recording))
+        eventually(lambda: len(_parts(recording)) >= base + 24, within=30)
+        eventually(lambda: all(len(_parts(copy)) >= base + 24 for copy in copies))
+
+        _power_cut(victim)
+        killed = time.monotonic()
+        # Heard before the cut: every part a web node served (its copy has each one
+        # before serving it).
+        heard = {(p["msn"], p["index"], p["sha256"]) for copy in copies for p in _parts(copy)}
+        # The machine is lost for good: its disk with it.
+        shutil.rmtree(victim.data_dir / "recordings")
+
+        eventually(lambda: _lease(redis_server.url, space_id).get("node") == standby_name, 20)
+        taken = time.monotonic()
+        url = f"{fleet.web[0].url}/hls/{space_id}/live.m3u8"
+        # The program goes on after the gap, on every web node.
+        eventually(lambda: _after_gap(httpx.get(url, timeout=10).text) >= 4, within=10)
+        resumed = time.monotonic()
+        # Both speakers publish again by themselves and land on the standby.
+        eventually(lambda: len(_speakers(fleet, standby, space_id)) == 2, within=30)
+        back = time.monotonic()
+        expect(console.locator("#speaker-conn")).to_have_text("Connected", timeout=WAIT_MS)
+        # The host console says what happened.
+        expect(console.locator("#rec-interruption")).to_contain_text(
+            "Media moved to another server", timeout=WAIT_MS
+        )
+        eventually(lambda: watch.recording[-1][1] == "ok" and len(watch.recording) >= 3)
+        time.sleep(6)  # both speakers after the gap
+        with fleet.web[1].client(host.token) as api:
+            assert api.post(f"/api/v1/spaces/{space_id}/end").status_code == 200
+        assert not errors, errors
+    finally:
+        watch.stop()
+        browser.close()
+        playwright.stop()
+        speaker.send_signal(signal.SIGINT)
+        _, err = speaker.communicate(timeout=30)
+
+    print(
+        f"kill→lease taken {taken - killed:.1f} s, →4 parts after the gap"
+        f" {resumed - killed:.1f} s, →both speakers back {back - killed:.1f} s"
+    )
+    # The standby took over within 5 s of the lease's expiry (6 s after the last renewal),
+    # and the program was back on it at once.
+    assert taken - killed < 6 + 5
+    assert resumed - taken < 5
+    # The host was told the truth throughout: recording ok, then degraded while no server
+    # could record the space, then ok again; and what happened.
+    states = [state for _, state in watch.recording]
+    while states[0] == "off":  # the program had not reached that web node yet
+        states.pop(0)
+    assert states == ["ok", "degraded", "ok"], watch.recording
+    interruption = watch.state["interruption"]
+    assert interruption["moved"] is True, watch.state
+    assert 0 < interruption["lost_s"] < 30
+
+    # The recording, now on the standby: everything heard before the cut, then the gap.
+    standby_recording = standby.data_dir / "recordings" / space_id / "manifest.jsonl"
+    kept = {(p["msn"], p["index"], p["sha256"]) for p in _parts(standby_recording)}
+    assert heard <= kept, sorted(heard - kept)[:5]
+    replay_url = f"{fleet.web[0].url}/hls/{space_id}/live.m3u8"
+    eventually(lambda: "#EXT-X-ENDLIST" in httpx.get(replay_url, timeout=10).text)
+    replay_playlist = httpx.get(replay_url, timeout=10).text
+    assert replay_playlist.count("#EXT-X-GAP") >= 1
+    assert "#EXT-X-DISCONTINUITY" in replay_playlist
+    # By the signal, in the single-file replay (from the standby, through a web node):
+    # both speakers before the cut and, after the gap and their reconnection, again.
+    replay = f"{fleet.web[1].url}/hls/{space_id}/replay.m4a"
+    eventually(lambda: httpx.get(replay, timeout=30).status_code == 200, within=30)
+    audio = decode(replay)
+    spans = loud_spans(audio)
+    assert len(spans) >= 2, spans
+    # The longest silence is the span lost, and the speakers' way back: what was heard
+    # last before it and what ends the replay must hold both speakers.
+    silences = [(spans[i + 1][0] - spans[i][1], i) for i in range(len(spans) - 1)]
+    cut = max(silences)[1]
+    for start, end in (spans[cut], spans[-1]):
+        assert (end - start) / RATE > 3.0, spans
+        second = audio[end - 2 * RATE : end - RATE]
+        assert _has_tones(second, (TONE_HZ, PAGE_TONE_HZ)), (start, end)
+    assert "speak_reconnecting" in err, err[-2000:]  # podium speak said what it did
+    for node in [standby, *fleet.web]:
+        assert not any("Traceback" in line for line in node.stderr_lines), node.stderr_lines

@@ -4,11 +4,15 @@ the first media node's URL; they find any other in the registry."""
 
 from __future__ import annotations
 
+import os
 import secrets
+import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import redis
 
 from harness import SHARED_SERVER_ENV, Server, migrate, start_server
 from services import Postgres, Redis
@@ -54,6 +58,29 @@ class Fleet:
     def stop(self) -> None:
         for node in [*self.extra, *self.web, *self.more_media, self.media]:
             node.stop()
+
+
+def power_cut(node: Server) -> None:
+    """SIGKILL the node's process and its media worker at once, as a power cut would."""
+    pid = node.process.pid
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    for victim in [pid, *map(int, children)]:
+        os.kill(victim, signal.SIGKILL)
+    node.process.wait()
+
+
+def lease(redis_url: str, space_id: str) -> dict[str, str]:
+    """The space's lease as Redis holds it (empty: nobody holds it)."""
+    with redis.Redis.from_url(redis_url, decode_responses=True) as client:
+        fields: dict[str, str] = client.hgetall(f"podium:lease:{space_id}")
+        return fields
+
+
+def after_gap(playlist: str) -> int:
+    """Parts a playlist announces after its (first) marked gap."""
+    if "#EXT-X-GAP" not in playlist:
+        return 0
+    return playlist.split("#EXT-X-GAP", 1)[1].count("#EXT-X-PART:")
 
 
 def eventually(check: Callable[[], bool], within: float = 15.0) -> None:

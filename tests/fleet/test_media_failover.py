@@ -6,7 +6,6 @@ nothing else lost."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -20,10 +19,10 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-import redis
 from playwright.sync_api import expect, sync_playwright
 
-from fleetnodes import Fleet, eventually, start_fleet
+from edge.edges import start_varnish
+from fleetnodes import Fleet, after_gap, eventually, lease, power_cut, start_fleet
 from harness import Server, make_account
 from media_signal import RATE, decode, loud_spans
 from services import Postgres, Redis
@@ -38,21 +37,6 @@ def fleet(postgres: Postgres, redis_server: Redis, tmp_path: Path) -> Iterator[F
     started = start_fleet(postgres, redis_server, tmp_path, web=2, media=2)
     yield started
     started.stop()
-
-
-def _lease(redis_url: str, space_id: str) -> dict[str, str]:
-    with redis.Redis.from_url(redis_url, decode_responses=True) as client:
-        fields: dict[str, str] = client.hgetall(f"podium:lease:{space_id}")
-        return fields
-
-
-def _power_cut(node: Server) -> None:
-    """SIGKILL the node's process and its media worker at once, as a power cut would."""
-    pid = node.process.pid
-    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    for victim in [pid, *map(int, children)]:
-        os.kill(victim, signal.SIGKILL)
-    node.process.wait()
 
 
 def _parts(manifest: Path) -> list[dict[str, object]]:
@@ -95,13 +79,6 @@ def _speakers(fleet: Fleet, node: Server, space_id: str) -> list[str]:
     return list(room.get("speakers", []))
 
 
-def _after_gap(playlist: str) -> int:
-    """Parts announced after the (first) marked gap."""
-    if "#EXT-X-GAP" not in playlist:
-        return 0
-    return playlist.split("#EXT-X-GAP", 1)[1].count("#EXT-X-PART:")
-
-
 class Watch:
     """A host's view of the room state and a listener's of the playlist, polled through
     one web node while the test runs: what they were shown, and when."""
@@ -124,7 +101,7 @@ class Watch:
                 now = time.monotonic()
                 if not self.recording or self.recording[-1][1] != state["recording"]:
                     self.recording.append((now, state["recording"]))
-                self.after_gap.append((now, _after_gap(playlist)))
+                self.after_gap.append((now, after_gap(playlist)))
                 self.state = state
                 time.sleep(0.2)
 
@@ -146,7 +123,7 @@ def test_a_killed_media_node_costs_a_live_space_a_marked_gap_and_nothing_recorde
     with fleet.web[1].client(guest.token) as api:
         accepted = api.post(f"/api/v1/spaces/{space_id}/invites/accept", json={"invite": invite})
         assert accepted.status_code == 200, accepted.text
-    first = _lease(redis_server.url, space_id)["node"]
+    first = lease(redis_server.url, space_id)["node"]
     victim = fleet.media_nodes[int(first.removeprefix("media-")) - 1]
     standby_name = "media-1" if first == "media-2" else "media-2"
     standby = fleet.media_nodes[int(standby_name.removeprefix("media-")) - 1]
@@ -171,6 +148,9 @@ def test_a_killed_media_node_costs_a_live_space_a_marked_gap_and_nothing_recorde
         text=True,
     )
     watch = Watch(fleet.web[0], host.token, space_id)
+    edge = start_varnish(fleet.web[1].url)
+    heard_raw = tmp_path / "listener.raw"
+    listener: subprocess.Popen[str] | None = None
     playwright = sync_playwright().start()
     browser = launch(playwright, _tone_wav(tmp_path / "host.wav", PAGE_TONE_HZ))
     try:
@@ -193,7 +173,19 @@ def test_a_killed_media_node_costs_a_live_space_a_marked_gap_and_nothing_recorde
         eventually(lambda: len(_parts(recording)) >= base + 24, within=30)
         eventually(lambda: all(len(_parts(copy)) >= base + 24 for copy in copies))
 
-        _power_cut(victim)
+        # A listener through an edge in front of a web node: ffmpeg, following the live
+        # playlist until its end.
+        listener = subprocess.Popen(
+            [
+                *("ffmpeg", "-v", "error", "-i", f"{edge.url}/hls/{space_id}/live.m3u8"),
+                *("-f", "s16le", "-ac", "1", "-ar", str(RATE), str(heard_raw)),
+            ],
+            stdin=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        time.sleep(4)  # it plays the program before the cut
+        power_cut(victim)
         killed = time.monotonic()
         # Heard before the cut: every part a web node served (its copy has each one
         # before serving it).
@@ -201,11 +193,11 @@ def test_a_killed_media_node_costs_a_live_space_a_marked_gap_and_nothing_recorde
         # The machine is lost for good: its disk with it.
         shutil.rmtree(victim.data_dir / "recordings")
 
-        eventually(lambda: _lease(redis_server.url, space_id).get("node") == standby_name, 20)
+        eventually(lambda: lease(redis_server.url, space_id).get("node") == standby_name, 20)
         taken = time.monotonic()
         url = f"{fleet.web[0].url}/hls/{space_id}/live.m3u8"
         # The program goes on after the gap, on every web node.
-        eventually(lambda: _after_gap(httpx.get(url, timeout=10).text) >= 4, within=10)
+        eventually(lambda: after_gap(httpx.get(url, timeout=10).text) >= 4, within=10)
         resumed = time.monotonic()
         # Both speakers publish again by themselves and land on the standby.
         eventually(lambda: len(_speakers(fleet, standby, space_id)) == 2, within=30)
@@ -217,15 +209,20 @@ def test_a_killed_media_node_costs_a_live_space_a_marked_gap_and_nothing_recorde
         )
         eventually(lambda: watch.recording[-1][1] == "ok" and len(watch.recording) >= 3)
         time.sleep(6)  # both speakers after the gap
+        watch.stop()  # what was shown while the space was live
         with fleet.web[1].client(host.token) as api:
             assert api.post(f"/api/v1/spaces/{space_id}/end").status_code == 200
         assert not errors, errors
+        listener_err = listener.communicate(timeout=60)[1]  # it stops at the ENDLIST
     finally:
         watch.stop()
         browser.close()
         playwright.stop()
         speaker.send_signal(signal.SIGINT)
         _, err = speaker.communicate(timeout=30)
+        if listener is not None:
+            listener.kill()
+        edge.stop()
 
     print(
         f"kill→lease taken {taken - killed:.1f} s, →4 parts after the gap"
@@ -270,5 +267,16 @@ def test_a_killed_media_node_costs_a_live_space_a_marked_gap_and_nothing_recorde
         second = audio[end - 2 * RATE : end - RATE]
         assert _has_tones(second, (TONE_HZ, PAGE_TONE_HZ)), (start, end)
     assert "speak_reconnecting" in err, err[-2000:]  # podium speak said what it did
+    # The listener through the edge kept following the same playlist across the move:
+    # both speakers before it and after it, in what ffmpeg played.
+    assert listener is not None
+    assert listener.returncode == 0, listener_err
+    played = np.frombuffer(heard_raw.read_bytes(), dtype="<i2").astype(np.float64) / 32768
+    spans = loud_spans(played)
+    silences = [(spans[i + 1][0] - spans[i][1], i) for i in range(len(spans) - 1)]
+    cut = max(silences)[1]
+    for start, end in (spans[cut], spans[-1]):
+        assert (end - start) / RATE > 3.0, spans
+        assert _has_tones(played[end - 2 * RATE : end - RATE], (TONE_HZ, PAGE_TONE_HZ))
     for node in [standby, *fleet.web]:
         assert not any("Traceback" in line for line in node.stderr_lines), node.stderr_lines

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import redis
 
-from fleetnodes import Fleet, eventually, start_fleet
+from fleetnodes import Fleet, eventually, lease, start_fleet
 from harness import Server, make_account
 from media_signal import RATE, decode, peak_hz
 from podium.clients.speak import ToneSource, speak
@@ -65,12 +65,6 @@ def _follow_both(fleet: Fleet) -> bool:
     return len(follows) == 3 and all(f == ["media-1", "media-2"] for f in follows)
 
 
-def _lease(redis_url: str, space_id: str) -> dict[str, str]:
-    with redis.Redis.from_url(redis_url, decode_responses=True) as client:
-        fields: dict[str, str] = client.hgetall(f"podium:lease:{space_id}")
-        return fields
-
-
 def test_spaces_are_placed_by_load_and_heard_through_any_web_node(
     fleet: Fleet, redis_server: Redis
 ) -> None:
@@ -93,7 +87,7 @@ def test_spaces_are_placed_by_load_and_heard_through_any_web_node(
     # Each space's lease names the node that runs it.
     for node, spaces in rooms.items():
         for space_id in spaces:
-            assert _lease(redis_server.url, space_id)["node"] == node
+            assert lease(redis_server.url, space_id)["node"] == node
 
     # One space on each node, a tone into each through different web nodes; a listener
     # of a third web node hears each space's own tone.
@@ -137,7 +131,7 @@ def test_spaces_are_placed_by_load_and_heard_through_any_web_node(
         eventually(lambda url=url: httpx.get(url, timeout=10).status_code == 200)
         original = httpx.get(f"{recorded_by.url}/hls/{space_id}/replay.m4a", timeout=30)
         assert httpx.get(url, timeout=30).content == original.content
-        assert _lease(redis_server.url, space_id) == {}  # given up with the room
+        assert lease(redis_server.url, space_id) == {}  # given up with the room
     for node in [*fleet.media_nodes, *fleet.web]:
         assert not any("Traceback" in line for line in node.stderr_lines), node.stderr_lines
 
@@ -154,7 +148,7 @@ def test_a_media_node_that_loses_a_lease_stops_writing_and_takes_it_back_when_fr
     with fleet.web[0].client(host.token) as api:
         space_id = api.post("/api/v1/spaces", json={"title": "Fenced"}).json()["id"]
         assert api.post(f"/api/v1/spaces/{space_id}/start").status_code == 200
-    node = _lease(redis_server.url, space_id)["node"]
+    node = lease(redis_server.url, space_id)["node"]
     holder = fleet.media_nodes[int(node.removeprefix("media-")) - 1]
     other_name = "media-1" if node == "media-2" else "media-2"
     other = fleet.media_nodes[int(other_name.removeprefix("media-")) - 1]
@@ -181,7 +175,7 @@ def test_a_media_node_that_loses_a_lease_stops_writing_and_takes_it_back_when_fr
         client.delete(f"podium:lease:{space_id}")
     eventually(lambda: space_id in _rooms(fleet)[node], within=10)
     eventually(lambda: _manifest_size(manifest) > stopped)
-    assert _lease(redis_server.url, space_id)["node"] == node
+    assert lease(redis_server.url, space_id)["node"] == node
     url = f"{fleet.web[1].url}/hls/{space_id}/live.m3u8"
     # The lost span is marked, and the program goes on after it, on every web node.
     eventually(lambda: "#EXT-X-DISCONTINUITY" in httpx.get(url, timeout=10).text)

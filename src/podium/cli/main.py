@@ -86,7 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--internal-url",
         metavar="URL",
-        help="where web nodes reach this media node (default http://host:port)",
+        help="where the rest of the fleet reaches this node (default: a media node's"
+        " http://host:port, a web node's public URL)",
     )
     serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port to listen on (default 8080; 0 picks one)")

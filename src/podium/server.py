@@ -166,7 +166,12 @@ def build(settings: Settings) -> tuple[FastAPI, Context, bool]:
 
     spaces = Spaces(db)
     recordings = settings.data_dir / "recordings"
-    origin = Origin(recordings)
+    # A web node serves ended programs from its own copies of them (podium.media.replica).
+    origin = (
+        Origin(settings.data_dir / replicas.REPLICAS_DIR, live_from_disk=False)
+        if settings.role == "web"
+        else Origin(recordings)
+    )
     # A Unix socket path must be short (108 bytes), so it lives in its own temporary
     # directory rather than under a data directory of any length.
     runtime_dir = Path(tempfile.mkdtemp(prefix="podium-"))
@@ -185,7 +190,7 @@ def build(settings: Settings) -> tuple[FastAPI, Context, bool]:
             runtime_dir,
             spaces,
             settings.media_url,
-            Replicas(settings.data_dir / replicas.REPLICAS_DIR),
+            Replicas(origin.recordings),
         )
         media = pool
     else:

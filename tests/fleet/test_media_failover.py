@@ -280,3 +280,13 @@ def test_a_killed_media_node_costs_a_live_space_a_marked_gap_and_nothing_recorde
         assert _has_tones(played[end - 2 * RATE : end - RATE], (TONE_HZ, PAGE_TONE_HZ))
     for node in [standby, *fleet.web]:
         assert not any("Traceback" in line for line in node.stderr_lines), node.stderr_lines
+
+    # The replay outlives both media nodes: each web node kept a whole copy, and serves
+    # the replay (playlist, parts and single file) from it, the same audio.
+    recorded = decode(f"{standby.url}/hls/{space_id}/replay.m4a")
+    power_cut(standby)
+    shutil.rmtree(standby.data_dir / "recordings")
+    for web in fleet.web:
+        assert "#EXT-X-ENDLIST" in httpx.get(f"{web.url}/hls/{space_id}/live.m3u8").text
+        served = decode(f"{web.url}/hls/{space_id}/replay.m4a")
+        assert np.array_equal(served, recorded)

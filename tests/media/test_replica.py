@@ -5,6 +5,7 @@ filled from the other copies or marked as gaps, damage refused."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import shutil
 import threading
@@ -13,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from podium.media.replica import MAX_WAIT_S, Replicas
+from podium.media.replica import MAX_WAIT_S, Replicas, whole
 from podium.origin import feed
+from podium.origin.origin import Origin
 from podium.record import assemble
 from podium.record.manifest import GapLine
 from podium.record.recorder import MANIFEST_FILE, Recorder
@@ -93,7 +95,8 @@ def test_a_copy_followed_again_goes_on_and_keeps_a_gap(tmp_path: Path) -> None:
     again = [_began(first_msn=1), *_segment(1), _began(resumed=True)]
     _keep_all(replicas, [*again, feed.Gap(SPACE, gap), *_segment(3), feed.Ended(SPACE)])
     replicas.close()
-    recovered = Recorder.recover(replicas.path(SPACE))
+    # Ended, and whole; these parts are no audio, so its export fails and it is put aside.
+    recovered = Recorder.recover(tmp_path / "_partial" / SPACE)
     assert recovered.ended
     assert [(e.msn, getattr(e, "index", None)) for e in recovered.entries] == [
         *[(m, i) for m in (0, 1) for i in range(8)],
@@ -189,3 +192,35 @@ def test_a_stalled_disk_delays_the_broadcast_by_at_most_the_wait(tmp_path: Path)
     stalled.set()
     replicas.close()  # the writes catch up: the copy is whole all the same
     assert len(Recorder.recover(replicas.path(SPACE)).parts) == 8
+
+
+def test_only_a_whole_ended_copy_is_a_replay_a_web_node_serves(tmp_path: Path) -> None:
+    # From the start, with a span lost mid-way (a restart where it was made): whole.
+    replicas = Replicas(tmp_path / "web-1")
+    gap = GapMarker(2, 98_304, START + Fraction(2 * 8 * PART, 48_000))
+    short = [feed.PartReady(SPACE, _part(1, i)) for i in range(3)]  # cut off mid-segment
+    resumed = [_began(resumed=True), feed.Gap(SPACE, gap), *_segment(3), feed.Ended(SPACE)]
+    _keep_all(replicas, [_began(), *_segment(0), *short, *resumed])
+    replicas.close()  # the export runs (and fails: these parts are not audio)
+    recovered = Recorder.recover(tmp_path / "web-1" / "_partial" / SPACE)
+    assert whole(recovered)
+    # Joined mid-space (its catch-up began at segment 2): not whole, put aside at the end.
+    late = Replicas(tmp_path / "web-2")
+    _keep_all(late, [_began(first_msn=2), *_segment(2), *_segment(3), feed.Ended(SPACE)])
+    late.close()
+    assert not (tmp_path / "web-2" / SPACE).exists()
+    assert not whole(Recorder.recover(tmp_path / "web-2" / "_partial" / SPACE))
+    # A segment missing in the middle: not whole either.
+    holes = Recorder.recover(_copy_of(tmp_path, "web-3", [0, 1, 3]))
+    assert not whole(dataclasses.replace(holes, ended=True))
+
+
+def test_a_web_node_reads_only_ended_programs_from_its_copies(tmp_path: Path) -> None:
+    live = _copy_of(tmp_path, "web", [0, 1])  # never ended: a live program's, or stale
+    origin = Origin(live.parent, live_from_disk=False)
+    assert origin.program(SPACE) is None
+    with (live / MANIFEST_FILE).open("ab") as manifest:
+        manifest.write(b'{"kind": "end"}\n')
+    program = origin.program(SPACE)
+    assert program is not None
+    assert program.playlist.ended

@@ -29,9 +29,11 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
+from podium.errors import StorageError
 from podium.origin import feed
+from podium.record.export import export_m4a
 from podium.record.manifest import GapLine, PartLine, init_line
-from podium.record.recorder import Recorder
+from podium.record.recorder import Recorded, Recorder
 from podium.segment.segmenter import Part
 
 log = logging.getLogger("podium.media")
@@ -39,6 +41,8 @@ log = logging.getLogger("podium.media")
 CHANNELS = 1  # the program's, as the media worker encodes it
 # The longest an event waits for the disk before it is served anyway.
 MAX_WAIT_S = 0.5
+# Where ended copies with holes go: not a replay this node can serve (not a space id).
+PARTIAL_DIR = "_partial"
 
 
 @dataclass(slots=True)
@@ -62,6 +66,8 @@ class Replicas:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="replica")
+        # Exports take seconds for a long space: not in the way of the parts.
+        self._exporter = ThreadPoolExecutor(1, thread_name_prefix="replica-export")
         self._copies: dict[str, _Copy] = {}
         self._waiting: deque[_Waiting] = deque()
         self.parts_written = 0
@@ -103,6 +109,7 @@ class Replicas:
 
     def close(self) -> None:
         self._writer.shutdown(wait=True)
+        self._exporter.shutdown(wait=True)
         for copy in self._copies.values():
             copy.recorder.close()
         self._copies.clear()
@@ -124,9 +131,33 @@ class Replicas:
                 copy = self._copies.pop(event.space_id, None)
                 if copy is not None and copy.started:
                     copy.recorder.end()
+                    self._finish(event.space_id)
         except Exception:
             self.failures += 1
             log.exception("replica_write_failed", extra={"fields": {"space": event.space_id}})
+
+    def _finish(self, space_id: str) -> None:
+        """An ended copy: a whole one becomes a replay this node serves itself (the
+        single file made beside it, as the media node makes its own); one with holes is
+        put aside, for the media node's recording to answer instead."""
+        directory = self.path(space_id)
+        if whole(Recorder.recover(directory)):
+            self._exporter.submit(self._export, space_id)
+        else:
+            self._put_aside(space_id)
+
+    def _export(self, space_id: str) -> None:
+        try:
+            export_m4a(self.path(space_id))
+        except StorageError as exc:
+            log.error("replica_export_failed", extra={"fields": {"error": exc.detail}})
+            self._put_aside(space_id)
+
+    def _put_aside(self, space_id: str) -> None:
+        aside = self.directory / PARTIAL_DIR
+        aside.mkdir(exist_ok=True)
+        shutil.rmtree(aside / space_id, ignore_errors=True)
+        self.path(space_id).rename(aside / space_id)
 
     def _begin(self, event: feed.Began) -> None:
         current = self._copies.get(event.space_id)
@@ -171,6 +202,27 @@ class Replicas:
             return
         copy.recorder.write_gap(GapLine(marker.msn, marker.duration, marker.program_date_time))
         copy.last = (marker.msn, 1 << 30)
+
+
+def whole(recorded: Recorded) -> bool:
+    """Whether an ended copy holds the whole program: every segment from the first, each
+    one's parts from index 0 on, a gap where a span was lost where it was made."""
+    if not (recorded.ended and recorded.entries and recorded.dropped == 0):
+        return False
+    msn, index = 0, 0  # where the next entry must be
+    for entry in recorded.entries:
+        if isinstance(entry, GapLine):
+            # A gap closes a segment left open, and takes the next number.
+            if entry.msn != (msn + 1 if index > 0 else msn):
+                return False
+            msn, index = entry.msn + 1, 0
+            continue
+        at = (entry.msn, entry.index)
+        # A segment may end short only where its program stopped (a restart).
+        if at != (msn, index) and not (index > 0 and at == (msn + 1, 0)):
+            return False
+        msn, index = (entry.msn + 1, 0) if entry.closes_segment else (entry.msn, entry.index + 1)
+    return True
 
 
 def _position(entry: PartLine | GapLine) -> tuple[int, int]:

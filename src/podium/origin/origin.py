@@ -19,8 +19,13 @@ SPACE_ID = re.compile(r"[a-z2-9]{6,24}", re.ASCII)
 
 
 class Origin:
-    def __init__(self, recordings: Path) -> None:
+    """The programs of ``recordings``. With ``live_from_disk`` false (a web node, whose
+    directory holds its copies of programs made elsewhere), only an ended program is
+    read from disk: a live one is the feed's, and a copy that never ended is not one."""
+
+    def __init__(self, recordings: Path, *, live_from_disk: bool = True) -> None:
         self.recordings = recordings
+        self.live_from_disk = live_from_disk
         self._programs: dict[str, Program] = {}
 
     def program(self, space_id: str) -> Program | None:
@@ -30,8 +35,10 @@ class Origin:
         program = self._programs.get(space_id)
         if program is None:
             program = Program.from_recording(space_id, self.recordings / space_id)
-            if program is not None:
+            if program is not None and (self.live_from_disk or program.playlist.ended):
                 self._programs[space_id] = program
+            else:
+                program = None
         return program
 
     def forget(self, space_id: str) -> None:
@@ -73,7 +80,9 @@ class Origin:
         if event.resumed:
             # The worker restarted: what came before is on disk; the feed carries on from
             # the gap it is about to announce.
-            recovered = Program.from_recording(event.space_id, directory)
+            recovered = (
+                Program.from_recording(event.space_id, directory) if self.live_from_disk else None
+            )
             if recovered is not None:
                 self._programs[event.space_id] = recovered
                 return

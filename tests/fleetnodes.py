@@ -60,12 +60,17 @@ class Fleet:
             node.stop()
 
 
-def power_cut(node: Server) -> None:
-    """SIGKILL the node's process and its media worker at once, as a power cut would."""
+def signal_node(node: Server, sig: signal.Signals) -> None:
+    """``sig`` to the node's process and its media worker at once."""
     pid = node.process.pid
     children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    for victim in [pid, *map(int, children)]:
-        os.kill(victim, signal.SIGKILL)
+    for target in [pid, *map(int, children)]:
+        os.kill(target, sig)
+
+
+def power_cut(node: Server) -> None:
+    """SIGKILL the node's process and its media worker at once, as a power cut would."""
+    signal_node(node, signal.SIGKILL)
     node.process.wait()
 
 
@@ -81,6 +86,29 @@ def after_gap(playlist: str) -> int:
     if "#EXT-X-GAP" not in playlist:
         return 0
     return playlist.split("#EXT-X-GAP", 1)[1].count("#EXT-X-PART:")
+
+
+@dataclass
+class Placed:
+    """A live space, the media node holding its lease, and the other one (of two)."""
+
+    space_id: str
+    holder: Server
+    other: Server
+    other_name: str
+
+
+def start_space(fleet: Fleet, redis_url: str, token: str, title: str) -> Placed:
+    """A space taken live through the first web node, and where it was placed."""
+    with fleet.web[0].client(token) as api:
+        space_id = api.post("/api/v1/spaces", json={"title": title}).json()["id"]
+        started = api.post(f"/api/v1/spaces/{space_id}/start")
+        assert started.status_code == 200, started.text
+    name = lease(redis_url, space_id)["node"]
+    holder = fleet.media_nodes[int(name.removeprefix("media-")) - 1]
+    other_name = "media-1" if name == "media-2" else "media-2"
+    other = fleet.media_nodes[int(other_name.removeprefix("media-")) - 1]
+    return Placed(space_id, holder, other, other_name)
 
 
 def eventually(check: Callable[[], bool], within: float = 15.0) -> None:

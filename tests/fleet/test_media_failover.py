@@ -22,7 +22,16 @@ import pytest
 from playwright.sync_api import expect, sync_playwright
 
 from edge.edges import start_varnish
-from fleetnodes import Fleet, after_gap, eventually, lease, power_cut, start_fleet
+from fleetnodes import (
+    Fleet,
+    after_gap,
+    eventually,
+    lease,
+    power_cut,
+    signal_node,
+    start_fleet,
+    start_space,
+)
 from harness import Server, make_account
 from media_signal import RATE, decode, loud_spans
 from services import Postgres, Redis
@@ -68,15 +77,24 @@ def _has_tones(block: np.ndarray, tones: tuple[float, ...]) -> bool:
     )
 
 
-def _speakers(fleet: Fleet, node: Server, space_id: str) -> list[str]:
+def _rooms(fleet: Fleet, node: Server) -> dict[str, dict[str, list[str]]]:
+    """What the node's media worker runs: its rooms, each with its speakers."""
     secret = fleet.env["PODIUM_MEDIA_SECRET"]
     answer = httpx.get(
         f"{node.url}/internal/media/status",
         headers={"Authorization": f"Bearer {secret}"},
         timeout=10,
     )
-    room = answer.json()["rooms"].get(space_id) or {}
-    return list(room.get("speakers", []))
+    rooms: dict[str, dict[str, list[str]]] = answer.json()["rooms"]
+    return rooms
+
+
+def _speakers(fleet: Fleet, node: Server, space_id: str) -> list[str]:
+    return list((_rooms(fleet, node).get(space_id) or {}).get("speakers", []))
+
+
+def _runs(fleet: Fleet, node: Server, space_id: str) -> bool:
+    return space_id in _rooms(fleet, node)
 
 
 class Watch:
@@ -290,3 +308,49 @@ def test_a_killed_media_node_costs_a_live_space_a_marked_gap_and_nothing_recorde
         assert "#EXT-X-ENDLIST" in httpx.get(f"{web.url}/hls/{space_id}/live.m3u8").text
         served = decode(f"{web.url}/hls/{space_id}/replay.m4a")
         assert np.array_equal(served, recorded)
+
+
+def test_a_paused_media_node_is_taken_over_and_fenced_when_it_wakes(
+    fleet: Fleet, redis_server: Redis
+) -> None:
+    host = make_account(fleet.web[0], "paused_host")
+    placed = start_space(fleet, redis_server.url, host.token, "Paused")
+    space_id, paused, standby = placed.space_id, placed.holder, placed.other
+    standby_name = placed.other_name
+    own = paused.data_dir / "recordings" / space_id / "manifest.jsonl"
+    copy = fleet.web[0].data_dir / "replicas" / space_id / "manifest.jsonl"
+    eventually(lambda: len(_parts(copy)) >= 16, within=30)
+    watch = Watch(fleet.web[0], host.token, space_id)
+    try:
+        # The node stops, processes and all, without a word (a VM paused, a long stall).
+        signal_node(paused, signal.SIGSTOP)
+        eventually(lambda: lease(redis_server.url, space_id).get("node") == standby_name, 20)
+        url = f"{fleet.web[1].url}/hls/{space_id}/live.m3u8"
+        eventually(lambda: after_gap(httpx.get(url, timeout=10).text) >= 4, within=10)
+        # It wakes up, still running the room, and finds its lease taken: it stops the
+        # room at once, and nothing it makes reaches a listener.
+        signal_node(paused, signal.SIGCONT)
+        eventually(lambda: not _runs(fleet, paused, space_id), within=10)
+        stopped = len(_parts(own))
+        time.sleep(3)
+        assert len(_parts(own)) == stopped  # not one more part written
+        eventually(lambda: watch.recording[-1][1] == "ok" and len(watch.recording) >= 3)
+    finally:
+        watch.stop()
+    states = [state for _, state in watch.recording]
+    assert states == ["ok", "degraded", "ok"], watch.recording  # the pause was noticed
+    with fleet.web[0].client(host.token) as api:
+        assert api.post(f"/api/v1/spaces/{space_id}/end").status_code == 200
+    # Every part the web nodes served after the gap is the standby's, byte for byte.
+    standby_parts = {
+        (p["msn"], p["index"]): p["sha256"]
+        for p in _parts(standby.data_dir / "recordings" / space_id / "manifest.jsonl")
+    }
+    lines = (standby.data_dir / "recordings" / space_id / "manifest.jsonl").read_text()
+    gap_msn = next(json.loads(line)["msn"] for line in lines.splitlines() if '"gap"' in line)
+    for web in fleet.web:
+        served = _parts(web.data_dir / "replicas" / space_id / "manifest.jsonl")
+        after = [p for p in served if int(str(p["msn"])) > gap_msn]
+        assert after, "the web node served the standby's program"
+        for part in after:
+            assert standby_parts[(part["msn"], part["index"])] == part["sha256"]

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import redis
 
-from fleetnodes import Fleet, eventually, lease, start_fleet
+from fleetnodes import Fleet, eventually, lease, start_fleet, start_space
 from harness import Server, make_account
 from media_signal import RATE, decode, peak_hz
 from podium.clients.speak import ToneSource, speak
@@ -145,13 +145,14 @@ def test_a_media_node_that_loses_a_lease_stops_writing_and_takes_it_back_when_fr
 ) -> None:
     eventually(lambda: _follow_both(fleet), within=30)
     host = make_account(fleet.web[0], "fenced_host")
-    with fleet.web[0].client(host.token) as api:
-        space_id = api.post("/api/v1/spaces", json={"title": "Fenced"}).json()["id"]
-        assert api.post(f"/api/v1/spaces/{space_id}/start").status_code == 200
-    node = lease(redis_server.url, space_id)["node"]
-    holder = fleet.media_nodes[int(node.removeprefix("media-")) - 1]
-    other_name = "media-1" if node == "media-2" else "media-2"
-    other = fleet.media_nodes[int(other_name.removeprefix("media-")) - 1]
+    placed = start_space(fleet, redis_server.url, host.token, "Fenced")
+    space_id, holder, other, other_name = (
+        placed.space_id,
+        placed.holder,
+        placed.other,
+        placed.other_name,
+    )
+    node = "media-1" if other_name == "media-2" else "media-2"
     manifest = holder.data_dir / "recordings" / space_id / "manifest.jsonl"
     # A segment recorded, and on every web node.
     eventually(lambda: manifest.exists() and manifest.read_text().count('"part"') >= 8)

@@ -42,6 +42,9 @@ log = logging.getLogger("podium.media")
 RETRY_S = 0.5
 RETRY_MAX_S = 5.0
 CONNECT_TIMEOUT_S = 3.0
+# A feed silent this long (a media node sends a line every second at least) is lost: the
+# node died without closing it, hangs, or is paused.
+FEED_SILENT_S = 4.0
 
 
 class RemoteMedia(MediaLink):
@@ -111,7 +114,8 @@ class RemoteMedia(MediaLink):
 
     async def _follow(self) -> None:
         assert self._client is not None
-        async with self._client.stream("GET", "/feed", timeout=None) as response:
+        timeout = httpx.Timeout(30.0, connect=CONNECT_TIMEOUT_S, read=FEED_SILENT_S)
+        async with self._client.stream("GET", "/feed", timeout=timeout) as response:
             if response.status_code != 200:
                 await response.aread()
                 raise MediaUnavailable(

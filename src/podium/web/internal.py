@@ -1,7 +1,8 @@
 """A media node's internal API, for the fleet's web nodes (``--role media``).
 
 ``GET /internal/media/feed`` streams the feed (one JSON object per line: first
-``{"node": NAME}``, then the catch-up and every event, see :mod:`podium.media.fanout`);
+``{"node": NAME}``, then the catch-up and every event, see :mod:`podium.media.fanout`,
+and an empty line after every second without one);
 every other path is a command for the media worker, passed on as it came (the worker's
 own paths: ``POST /internal/media/rooms/{id}`` and so on) and answered as the worker
 answers. Starting a room takes the space's lease first (:mod:`podium.control.placement`):
@@ -12,6 +13,7 @@ for the public, and a load balancer in front of web nodes refuses ``/internal/``
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 from collections.abc import AsyncIterator
@@ -25,6 +27,9 @@ from podium.errors import Conflict, InvalidInput, PodiumError, Unauthenticated
 from podium.web.context import Context, get_context
 
 PREFIX = "/internal/media"
+# An empty line on the feed when there has been nothing else for this long: a follower
+# that hears nothing for a few of these knows the node is gone (or paused).
+KEEPALIVE_S = 1.0
 Ctx = Annotated[Context, Depends(get_context)]
 
 
@@ -51,7 +56,14 @@ async def follow(context: Ctx) -> StreamingResponse:
             yield hello + b"\n"
             for line in lines:
                 yield line
-            while (event := await queue.get()) is not None:
+            while True:
+                try:
+                    event = await asyncio.wait_for(queue.get(), KEEPALIVE_S)
+                except TimeoutError:
+                    yield b"\n"  # nothing to send: say this node is still here
+                    continue
+                if event is None:
+                    break
                 yield event
         finally:
             context.media.fanout.leave(queue)

@@ -15,6 +15,14 @@ is also given as the time past that expiry, the part failover adds:
 And what the copies cost: part bytes the web nodes wrote for the space per part byte of
 its recording (each web node keeps a whole copy: about the number of web nodes).
 
+Each round also drains the node hosting a second live space (``POST
+/api/v1/admin/fleet/nodes/{node}/drain``, what ``podium fleet drain`` calls), the planned
+counterpart of a kill: ``drain_moved_s`` (from the ask until the other node holds the
+lease: the wait for the segment's end included), ``drain_handover_s`` (from the old room's
+stop until the new node has the room on air, from the old node's log), ``drain_speaker_s``
+(from the ask until the speaker is on the new node) and ``drain_gaps`` (``EXT-X-GAP`` in
+the playlist: 0 is the point).
+
 Run from the repository root::
 
     .venv/bin/python bench/failover.py [--rounds 5] [--json out.json]
@@ -64,11 +72,16 @@ def _bytes(directory: Path) -> int:
     return sum(f.stat().st_size for f in directory.rglob("*") if f.is_file())
 
 
-def _round(fleet: Fleet, redis_url: str, token: str) -> dict[str, float]:
+def _live_space(fleet: Fleet, token: str, title: str) -> str:
     with fleet.web[0].client(token) as api:
-        space_id = api.post("/api/v1/spaces", json={"title": "Failover bench"}).json()["id"]
+        space_id = str(api.post("/api/v1/spaces", json={"title": title}).json()["id"])
         api.post(f"/api/v1/spaces/{space_id}/start").raise_for_status()
-    speaker = subprocess.Popen(
+    return space_id
+
+
+def _speaker(fleet: Fleet, token: str, space_id: str) -> subprocess.Popen[bytes]:
+    """``podium speak`` with a tone, through the second web node."""
+    return subprocess.Popen(
         [
             *(sys.executable, "-m", "podium", "speak", "--tone", "440", "--token", token),
             f"{fleet.web[1].url}/api/v1/spaces/{space_id}/whip",
@@ -76,6 +89,11 @@ def _round(fleet: Fleet, redis_url: str, token: str) -> dict[str, float]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+
+
+def _round(fleet: Fleet, redis_url: str, token: str) -> dict[str, float]:
+    space_id = _live_space(fleet, token, "Failover bench")
+    speaker = _speaker(fleet, token, space_id)
     try:
         victim, standby = _holder(fleet, redis_url, space_id)
         eventually(lambda: _speakers(fleet, victim, space_id) == 1, within=30)
@@ -124,6 +142,43 @@ def _round(fleet: Fleet, redis_url: str, token: str) -> dict[str, float]:
     }
 
 
+def _drain_round(fleet: Fleet, redis_url: str, token: str) -> dict[str, float]:
+    space_id = _live_space(fleet, token, "Drain bench")
+    speaker = _speaker(fleet, token, space_id)
+    try:
+        drained, other = _holder(fleet, redis_url, space_id)
+        names = {id(node): f"media-{n}" for n, node in enumerate(fleet.media_nodes, 1)}
+        eventually(lambda: _speakers(fleet, drained, space_id) == 1, within=30)
+        time.sleep(3)
+        logged = len(drained.stderr_lines)
+        with fleet.web[0].client(fleet.owner) as api:
+            asked = time.monotonic()
+            path = f"/api/v1/admin/fleet/nodes/{names[id(drained)]}/drain"
+            api.post(path).raise_for_status()
+            eventually(lambda: lease(redis_url, space_id).get("node") == names[id(other)], 30)
+            moved = time.monotonic()
+            eventually(lambda: _speakers(fleet, other, space_id) == 1, within=60)
+            back = time.monotonic()
+            api.delete(path).raise_for_status()
+            time.sleep(2)
+            playlist = httpx.get(f"{fleet.web[0].url}/hls/{space_id}/live.m3u8", timeout=10).text
+            api.post(f"/api/v1/spaces/{space_id}/end").raise_for_status()
+    finally:
+        speaker.terminate()
+        speaker.wait(timeout=30)
+    handed = [
+        json.loads(line)
+        for line in drained.stderr_lines[logged:]
+        if '"space_handed_over"' in line and space_id in line
+    ]
+    return {
+        "drain_moved_s": moved - asked,
+        "drain_handover_s": float(handed[0]["handover_s"]) if handed else float("nan"),
+        "drain_speaker_s": back - asked,
+        "drain_gaps": float(playlist.count("#EXT-X-GAP")),
+    }
+
+
 def _followed(fleet: Fleet) -> list[str]:
     """The media nodes every web node follows (what it says in its heartbeat)."""
     with fleet.web[0].client(fleet.owner) as api:
@@ -146,7 +201,10 @@ def measure(rounds: int) -> dict[str, Any]:
     try:
         eventually(lambda: len(_followed(fleet)) == 2, within=30)
         token = make_account(fleet.web[0], "bench_host").token
-        results = [_round(fleet, cache.url, token) for _ in range(rounds)]
+        results = [
+            {**_round(fleet, cache.url, token), **_drain_round(fleet, cache.url, token)}
+            for _ in range(rounds)
+        ]
     finally:
         fleet.stop()
         cache.close()
@@ -178,6 +236,20 @@ def render(summary: dict[str, Any]) -> str:
     copies = summary["copy_bytes_per_recorded_byte"]
     lines.append(f"  lost (room state) p50/p95 {lost['p50']:.1f} / {lost['p95']:.1f} s")
     lines.append(f"  part bytes the web nodes copied per recorded one: {copies['p50']:.2f}")
+    moved, handover = summary["drain_moved_s"], summary["drain_handover_s"]
+    speaker, gaps = summary["drain_speaker_s"], summary["drain_gaps"]
+    failover_speaker = summary["speaker_s"]
+    lines += [
+        f"drain: {summary['rounds']} planned handovers of the hosting media node",
+        f"  moved (lease on the other node, from the ask) p50/p95"
+        f" {moved['p50']:.1f} / {moved['p95']:.1f} s",
+        f"  handover (old room stopped → new room on air) p50/p95"
+        f" {handover['p50']:.2f} / {handover['p95']:.2f} s",
+        f"  speaker on the new node, from the ask p50/p95"
+        f" {speaker['p50']:.1f} / {speaker['p95']:.1f} s"
+        f" ({speaker['p50'] / failover_speaker['p50']:.2f}x a failover's, from the kill)",
+        f"  gaps in the program: {gaps['p95']:.0f} (p95)",
+    ]
     return "\n".join(lines)
 
 

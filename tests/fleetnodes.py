@@ -4,6 +4,7 @@ the first media node's URL; they find any other in the registry."""
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import signal
@@ -12,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
 import redis
 
 from harness import SHARED_SERVER_ENV, Server, migrate, start_server
@@ -111,6 +113,19 @@ def start_space(fleet: Fleet, redis_url: str, token: str, title: str) -> Placed:
     return Placed(space_id, holder, other, other_name)
 
 
+def live_space_with_guest(fleet: Fleet, host_token: str, guest_token: str, title: str) -> str:
+    """A space taken live by the host through the first web node, with the guest invited
+    to its stage through the second."""
+    with fleet.web[0].client(host_token) as api:
+        space_id = str(api.post("/api/v1/spaces", json={"title": title}).json()["id"])
+        assert api.post(f"/api/v1/spaces/{space_id}/start").status_code == 200
+        invite = api.post(f"/api/v1/spaces/{space_id}/invites").json()["invite"]
+    with fleet.web[1].client(guest_token) as api:
+        accepted = api.post(f"/api/v1/spaces/{space_id}/invites/accept", json={"invite": invite})
+        assert accepted.status_code == 200, accepted.text
+    return space_id
+
+
 def eventually(check: Callable[[], bool], within: float = 15.0) -> None:
     deadline = time.monotonic() + within
     while not check():
@@ -175,3 +190,27 @@ def start_fleet(
         fleet.stop()
         raise
     return fleet
+
+
+def manifest_parts(manifest: Path) -> list[dict[str, object]]:
+    """The part lines of a recording's manifest (none while it has none)."""
+    if not manifest.exists():
+        return []
+    lines = [json.loads(line) for line in manifest.read_text().splitlines() if line]
+    return [line for line in lines if line["kind"] == "part"]
+
+
+def media_rooms(fleet: Fleet, node: Server) -> dict[str, dict[str, list[str]]]:
+    """What the node's media worker runs: its rooms, each with its speakers."""
+    answer = httpx.get(
+        f"{node.url}/internal/media/status",
+        headers={"Authorization": f"Bearer {fleet.env['PODIUM_MEDIA_SECRET']}"},
+        timeout=10,
+    )
+    rooms: dict[str, dict[str, list[str]]] = answer.json()["rooms"]
+    return rooms
+
+
+def speakers_on(fleet: Fleet, node: Server, space_id: str) -> list[str]:
+    """The speakers of the space on the node's media worker."""
+    return list((media_rooms(fleet, node).get(space_id) or {}).get("speakers", []))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import wave
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -176,3 +177,25 @@ def assert_contains_in_order(
         offsets.append(offset - start)
     drift = np.diff(np.asarray(offsets))
     assert np.all(np.abs(drift) < 0.25 * RATE), f"chunks out of place: {drift / RATE} s"
+
+
+def tone_wav(path: Path, hz: float) -> Path:
+    """A tone as a WAV file, for Chromium's fake microphone (it plays it on a loop)."""
+    t = np.arange(RATE * 10) / RATE
+    samples = (0.3 * np.sin(2 * np.pi * hz * t) * 32767).astype("<i2")
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(RATE)
+        out.writeframes(samples.tobytes())
+    return path
+
+
+def has_tones(block: np.ndarray, tones: tuple[float, ...]) -> bool:
+    """Each tone stands 20 dB over the block's median spectrum."""
+    spectrum = np.abs(np.fft.rfft(block * np.hanning(len(block))))
+    floor = float(np.median(spectrum))
+    hz = RATE / len(block)
+    return all(
+        spectrum[round(tone / hz) - 2 : round(tone / hz) + 3].max() > 10 * floor for tone in tones
+    )

@@ -42,7 +42,7 @@ from podium.media.link import MediaLink
 from podium.media.replica import Replicas
 from podium.origin.origin import Origin
 from podium.origin.routes import Upstream
-from podium.web import internal, replicas
+from podium.web import handover, internal, replicas
 from podium.web.admission import Gate
 from podium.web.app import create_app
 from podium.web.context import Context, signing_key
@@ -178,6 +178,9 @@ def build(settings: Settings) -> tuple[FastAPI, Context, bool]:
     media: MediaLink
     # A media node holds a lease on each space it runs, so that no other speaks for it.
     leases = Leases(fleet, node_name) if fleet is not None and settings.role == "media" else None
+    if fleet is not None and leases is not None:
+        # Started (again, after an upgrade): this node takes spaces, whatever a drain said.
+        fleet.undrain(node_name)
     pool: MediaPool | None = None
     if settings.role == "web":
         # load_settings checks that a web node has both.
@@ -243,7 +246,10 @@ def build(settings: Settings) -> tuple[FastAPI, Context, bool]:
         app.state.upstream = Upstream(pool.url_for)
         app.include_router(replicas.router)
     elif settings.role == "media":
+        # Before the internal API's catch-all: a handover is this node's, not the worker's.
+        app.include_router(handover.router)
         app.include_router(internal.router)
+        app.include_router(replicas.router)
     return app, context, owner_created
 
 
@@ -303,11 +309,13 @@ async def keep_leases(context: Context) -> None:
     writing them. They resume here, from the recording, if their lease is free when it
     can reach Redis again (as does any live space recorded as this node's that it does
     not run). Each round it also takes over the spaces of nodes that stopped
-    (:mod:`podium.web.takeover`).
+    (:mod:`podium.web.takeover`), and, while an operator drains it, hands its own over
+    (:mod:`podium.web.handover`).
     """
     leases = context.leases
     assert leases is not None
     takeover = Takeover(context, leases)
+    drainer = handover.Drainer(context, leases)
     renewed = time.monotonic()
     while True:
         await asyncio.sleep(RENEW_S)
@@ -333,8 +341,9 @@ async def keep_leases(context: Context) -> None:
                 )
                 with contextlib.suppress(PodiumError):
                     await context.media.abandon_room(lease.space_id)
-        await _take_back(context, leases, rooms)
+        await _take_back(context, leases, rooms + sorted(drainer.moving))
         await takeover.check(rooms)
+        drainer.check(rooms)
 
 
 async def _take_back(context: Context, leases: Leases, running: list[str]) -> None:

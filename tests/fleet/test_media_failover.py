@@ -12,8 +12,6 @@ import subprocess
 import sys
 import threading
 import time
-import wave
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -27,74 +25,25 @@ from fleetnodes import (
     after_gap,
     eventually,
     lease,
+    live_space_with_guest,
+    manifest_parts,
+    media_rooms,
     power_cut,
     signal_node,
-    start_fleet,
+    speakers_on,
     start_space,
 )
 from harness import Server, make_account
-from media_signal import RATE, decode, loud_spans
-from services import Postgres, Redis
-from webapp.webapp_browser import WAIT_MS, launch, watch_errors
+from media_signal import RATE, decode, has_tones, loud_spans, tone_wav
+from services import Redis
+from webapp.webapp_browser import WAIT_MS, host_on_stage, launch
 
 TONE_HZ = 440.0  # podium speak's
 PAGE_TONE_HZ = 1000.0  # the host's, from the console page in Chromium
 
 
-@pytest.fixture
-def fleet(postgres: Postgres, redis_server: Redis, tmp_path: Path) -> Iterator[Fleet]:
-    started = start_fleet(postgres, redis_server, tmp_path, web=2, media=2)
-    yield started
-    started.stop()
-
-
-def _parts(manifest: Path) -> list[dict[str, object]]:
-    if not manifest.exists():
-        return []
-    lines = [json.loads(line) for line in manifest.read_text().splitlines() if line]
-    return [line for line in lines if line["kind"] == "part"]
-
-
-def _tone_wav(path: Path, hz: float) -> Path:
-    """A tone as a WAV file, for Chromium's fake microphone (it plays it on a loop)."""
-    t = np.arange(RATE * 10) / RATE
-    samples = (0.3 * np.sin(2 * np.pi * hz * t) * 32767).astype("<i2")
-    with wave.open(str(path), "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(RATE)
-        out.writeframes(samples.tobytes())
-    return path
-
-
-def _has_tones(block: np.ndarray, tones: tuple[float, ...]) -> bool:
-    """Each tone stands 20 dB over the block's median spectrum."""
-    spectrum = np.abs(np.fft.rfft(block * np.hanning(len(block))))
-    floor = float(np.median(spectrum))
-    hz = RATE / len(block)
-    return all(
-        spectrum[round(tone / hz) - 2 : round(tone / hz) + 3].max() > 10 * floor for tone in tones
-    )
-
-
-def _rooms(fleet: Fleet, node: Server) -> dict[str, dict[str, list[str]]]:
-    """What the node's media worker runs: its rooms, each with its speakers."""
-    secret = fleet.env["PODIUM_MEDIA_SECRET"]
-    answer = httpx.get(
-        f"{node.url}/internal/media/status",
-        headers={"Authorization": f"Bearer {secret}"},
-        timeout=10,
-    )
-    rooms: dict[str, dict[str, list[str]]] = answer.json()["rooms"]
-    return rooms
-
-
-def _speakers(fleet: Fleet, node: Server, space_id: str) -> list[str]:
-    return list((_rooms(fleet, node).get(space_id) or {}).get("speakers", []))
-
-
 def _runs(fleet: Fleet, node: Server, space_id: str) -> bool:
-    return space_id in _rooms(fleet, node)
+    return space_id in media_rooms(fleet, node)
 
 
 class Watch:
@@ -134,13 +83,7 @@ def test_a_killed_media_node_costs_a_live_space_a_marked_gap_and_nothing_recorde
 ) -> None:
     host = make_account(fleet.web[0], "failover_host")
     guest = make_account(fleet.web[0], "failover_guest")
-    with fleet.web[0].client(host.token) as api:
-        space_id = api.post("/api/v1/spaces", json={"title": "Failover"}).json()["id"]
-        assert api.post(f"/api/v1/spaces/{space_id}/start").status_code == 200
-        invite = api.post(f"/api/v1/spaces/{space_id}/invites").json()["invite"]
-    with fleet.web[1].client(guest.token) as api:
-        accepted = api.post(f"/api/v1/spaces/{space_id}/invites/accept", json={"invite": invite})
-        assert accepted.status_code == 200, accepted.text
+    space_id = live_space_with_guest(fleet, host.token, guest.token, "Failover")
     first = lease(redis_server.url, space_id)["node"]
     victim = fleet.media_nodes[int(first.removeprefix("media-")) - 1]
     standby_name = "media-1" if first == "media-2" else "media-2"
@@ -170,26 +113,19 @@ def test_a_killed_media_node_costs_a_live_space_a_marked_gap_and_nothing_recorde
     heard_raw = tmp_path / "listener.raw"
     listener: subprocess.Popen[str] | None = None
     playwright = sync_playwright().start()
-    browser = launch(playwright, _tone_wav(tmp_path / "host.wav", PAGE_TONE_HZ))
+    browser = launch(playwright, tone_wav(tmp_path / "host.wav", PAGE_TONE_HZ))
     try:
-        console = browser.new_page()
-        errors = watch_errors(console)
-        console.goto(f"{fleet.web[0].url}/signin?next=/s/{space_id}/host")
-        console.get_by_label("Handle").fill(host.handle)
-        console.get_by_label("Password").fill(host.password)
-        console.get_by_role("button", name="Sign in").last.click()
-        console.wait_for_url(f"**/s/{space_id}/host", timeout=WAIT_MS)
-        console.get_by_role("switch", name="Music mode").check()  # a tone, unprocessed
-        console.locator("#join-stage").click()
-        expect(console.locator("#speaker-conn")).to_have_text("Connected", timeout=WAIT_MS)
-        eventually(lambda: len(_speakers(fleet, victim, space_id)) == 2, within=30)
+        console, errors = host_on_stage(
+            browser, fleet.web[0].url, host.handle, host.password, space_id
+        )
+        eventually(lambda: len(speakers_on(fleet, victim, space_id)) == 2, within=30)
 
         recording = victim.data_dir / "recordings" / space_id / "manifest.jsonl"
         copies = [web.data_dir / "replicas" / space_id / "manifest.jsonl" for web in fleet.web]
         # Some seconds of both recorded, and copied on both web nodes.
-        base = len(_parts(recording))
-        eventually(lambda: len(_parts(recording)) >= base + 24, within=30)
-        eventually(lambda: all(len(_parts(copy)) >= base + 24 for copy in copies))
+        base = len(manifest_parts(recording))
+        eventually(lambda: len(manifest_parts(recording)) >= base + 24, within=30)
+        eventually(lambda: all(len(manifest_parts(copy)) >= base + 24 for copy in copies))
 
         # A listener through an edge in front of a web node: ffmpeg, following the live
         # playlist until its end.
@@ -207,7 +143,9 @@ def test_a_killed_media_node_costs_a_live_space_a_marked_gap_and_nothing_recorde
         killed = time.monotonic()
         # Heard before the cut: every part a web node served (its copy has each one
         # before serving it).
-        heard = {(p["msn"], p["index"], p["sha256"]) for copy in copies for p in _parts(copy)}
+        heard = {
+            (p["msn"], p["index"], p["sha256"]) for copy in copies for p in manifest_parts(copy)
+        }
         # The machine is lost for good: its disk with it.
         shutil.rmtree(victim.data_dir / "recordings")
 
@@ -218,7 +156,7 @@ def test_a_killed_media_node_costs_a_live_space_a_marked_gap_and_nothing_recorde
         eventually(lambda: after_gap(httpx.get(url, timeout=10).text) >= 4, within=10)
         resumed = time.monotonic()
         # Both speakers publish again by themselves and land on the standby.
-        eventually(lambda: len(_speakers(fleet, standby, space_id)) == 2, within=30)
+        eventually(lambda: len(speakers_on(fleet, standby, space_id)) == 2, within=30)
         back = time.monotonic()
         expect(console.locator("#speaker-conn")).to_have_text("Connected", timeout=WAIT_MS)
         # The host console says what happened.
@@ -262,7 +200,7 @@ def test_a_killed_media_node_costs_a_live_space_a_marked_gap_and_nothing_recorde
 
     # The recording, now on the standby: everything heard before the cut, then the gap.
     standby_recording = standby.data_dir / "recordings" / space_id / "manifest.jsonl"
-    kept = {(p["msn"], p["index"], p["sha256"]) for p in _parts(standby_recording)}
+    kept = {(p["msn"], p["index"], p["sha256"]) for p in manifest_parts(standby_recording)}
     assert heard <= kept, sorted(heard - kept)[:5]
     replay_url = f"{fleet.web[0].url}/hls/{space_id}/live.m3u8"
     eventually(lambda: "#EXT-X-ENDLIST" in httpx.get(replay_url, timeout=10).text)
@@ -283,7 +221,7 @@ def test_a_killed_media_node_costs_a_live_space_a_marked_gap_and_nothing_recorde
     for start, end in (spans[cut], spans[-1]):
         assert (end - start) / RATE > 3.0, spans
         second = audio[end - 2 * RATE : end - RATE]
-        assert _has_tones(second, (TONE_HZ, PAGE_TONE_HZ)), (start, end)
+        assert has_tones(second, (TONE_HZ, PAGE_TONE_HZ)), (start, end)
     assert "speak_reconnecting" in err, err[-2000:]  # podium speak said what it did
     # The listener through the edge kept following the same playlist across the move:
     # both speakers before it and after it, in what ffmpeg played.
@@ -295,7 +233,7 @@ def test_a_killed_media_node_costs_a_live_space_a_marked_gap_and_nothing_recorde
     cut = max(silences)[1]
     for start, end in (spans[cut], spans[-1]):
         assert (end - start) / RATE > 3.0, spans
-        assert _has_tones(played[end - 2 * RATE : end - RATE], (TONE_HZ, PAGE_TONE_HZ))
+        assert has_tones(played[end - 2 * RATE : end - RATE], (TONE_HZ, PAGE_TONE_HZ))
     for node in [standby, *fleet.web]:
         assert not any("Traceback" in line for line in node.stderr_lines), node.stderr_lines
 
@@ -319,7 +257,7 @@ def test_a_paused_media_node_is_taken_over_and_fenced_when_it_wakes(
     standby_name = placed.other_name
     own = paused.data_dir / "recordings" / space_id / "manifest.jsonl"
     copy = fleet.web[0].data_dir / "replicas" / space_id / "manifest.jsonl"
-    eventually(lambda: len(_parts(copy)) >= 16, within=30)
+    eventually(lambda: len(manifest_parts(copy)) >= 16, within=30)
     watch = Watch(fleet.web[0], host.token, space_id)
     try:
         # The node stops, processes and all, without a word (a VM paused, a long stall).
@@ -331,9 +269,9 @@ def test_a_paused_media_node_is_taken_over_and_fenced_when_it_wakes(
         # room at once, and nothing it makes reaches a listener.
         signal_node(paused, signal.SIGCONT)
         eventually(lambda: not _runs(fleet, paused, space_id), within=10)
-        stopped = len(_parts(own))
+        stopped = len(manifest_parts(own))
         time.sleep(3)
-        assert len(_parts(own)) == stopped  # not one more part written
+        assert len(manifest_parts(own)) == stopped  # not one more part written
         eventually(lambda: watch.recording[-1][1] == "ok" and len(watch.recording) >= 3)
     finally:
         watch.stop()
@@ -344,12 +282,12 @@ def test_a_paused_media_node_is_taken_over_and_fenced_when_it_wakes(
     # Every part the web nodes served after the gap is the standby's, byte for byte.
     standby_parts = {
         (p["msn"], p["index"]): p["sha256"]
-        for p in _parts(standby.data_dir / "recordings" / space_id / "manifest.jsonl")
+        for p in manifest_parts(standby.data_dir / "recordings" / space_id / "manifest.jsonl")
     }
     lines = (standby.data_dir / "recordings" / space_id / "manifest.jsonl").read_text()
     gap_msn = next(json.loads(line)["msn"] for line in lines.splitlines() if '"gap"' in line)
     for web in fleet.web:
-        served = _parts(web.data_dir / "replicas" / space_id / "manifest.jsonl")
+        served = manifest_parts(web.data_dir / "replicas" / space_id / "manifest.jsonl")
         after = [p for p in served if int(str(p["msn"])) > gap_msn]
         assert after, "the web node served the standby's program"
         for part in after:

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from playwright.sync_api import Browser, ConsoleMessage, Page, Playwright
+from playwright.sync_api import Browser, ConsoleMessage, Page, Playwright, expect
 
 CHROMIUM = "/usr/bin/chromium"
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "artifacts" / "screenshots"
@@ -82,3 +82,21 @@ STALL_COUNTER = """(selector) => {
   window.__stalls = 0;
   audio.addEventListener("waiting", () => { window.__stalls += 1; });
 }"""
+
+
+def host_on_stage(
+    browser: Browser, base_url: str, handle: str, password: str, space_id: str
+) -> tuple[Page, list[str]]:
+    """The host signed in on the space's console, on stage with the fake microphone in
+    music mode (a tone goes through unprocessed); the page, and its errors as they come."""
+    console = browser.new_page()
+    errors = watch_errors(console)
+    console.goto(f"{base_url}/signin?next=/s/{space_id}/host")
+    console.get_by_label("Handle").fill(handle)
+    console.get_by_label("Password").fill(password)
+    console.get_by_role("button", name="Sign in").last.click()
+    console.wait_for_url(f"**/s/{space_id}/host", timeout=WAIT_MS)
+    console.get_by_role("switch", name="Music mode").check()
+    console.locator("#join-stage").click()
+    expect(console.locator("#speaker-conn")).to_have_text("Connected", timeout=WAIT_MS)
+    return console, errors

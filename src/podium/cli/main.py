@@ -13,10 +13,12 @@ import getpass
 import json
 import os
 import sys
+import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from podium import __version__
 from podium.cli import load as load_cli
@@ -223,6 +225,29 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _client_options(fleet_status)
     fleet_status.set_defaults(handler=_fleet_status)
+    fleet_drain = fleet.add_parser(
+        "drain",
+        help="move a media node's spaces to the others with no gap, before stopping it",
+        description="Drain a media node: it takes no new space and hands each of its live"
+        " spaces to another media node on the program's own clock (no gap in the program or"
+        " the recording; speakers publish again by themselves). Waits until the node holds"
+        " none, then says it can be stopped. A node that starts again takes spaces again.",
+    )
+    fleet_drain.add_argument("node", help="the media node's name (as `podium fleet status` shows)")
+    fleet_drain.add_argument(
+        "--cancel", action="store_true", help="cancel a drain: the node takes spaces again"
+    )
+    fleet_drain.add_argument(
+        "--no-wait", action="store_true", help="ask for the drain and return at once"
+    )
+    fleet_drain.add_argument(
+        "--timeout",
+        type=float,
+        default=300.0,
+        help="seconds to wait for the node to hold no space (default 300)",
+    )
+    _client_options(fleet_drain)
+    fleet_drain.set_defaults(handler=_fleet_drain)
 
     edge = commands.add_parser("edge-config", help="print an edge cache configuration")
     edge.add_argument(
@@ -537,6 +562,42 @@ def _fleet_status(args: argparse.Namespace) -> int:
             f" seen {node['seen_s_ago']} s ago; rooms: {rooms}; media runs: {running}"
         )
     return _emit(args, view, "\n".join(lines))
+
+
+def _fleet_drain(args: argparse.Namespace) -> int:
+    path = f"/admin/fleet/nodes/{quote(args.node, safe='')}/drain"
+    with _client(args) as api:
+        if args.cancel:
+            answer = api.call("DELETE", path)
+            return _emit(args, answer, f"{args.node} takes spaces again")
+        answer = api.call("POST", path)
+        left: list[str] = list(answer["spaces"])
+        if not args.json:
+            print(f"draining {args.node}: {len(left)} live space(s) to move", flush=True)
+        if args.no_wait:
+            return _emit(args, answer, f"{args.node} is draining") if args.json else 0
+        moved: dict[str, str] = {}
+        deadline = time.monotonic() + args.timeout
+        while True:
+            view = api.call("GET", "/admin/fleet")
+            held = {node["id"]: node.get("spaces", []) for node in view["nodes"]}
+            left = list(held.get(args.node, []))
+            for space in sorted(set(answer["spaces"]) - set(left) - set(moved)):
+                to = next((n for n, spaces in held.items() if space in spaces), "?")
+                moved[space] = to
+                if not args.json:
+                    print(f"moved {space} to {to}", flush=True)
+            if not left:
+                document = {"node": args.node, "moved": moved, "left": []}
+                return _emit(args, document, f"{args.node} holds no space now: it can be stopped")
+            if args.node not in held:
+                raise ClientError(f"{args.node} left the fleet still holding {', '.join(left)}")
+            if time.monotonic() > deadline:
+                raise ClientError(
+                    f"{args.node} still holds {', '.join(left)} after {args.timeout:g} s;"
+                    " see its log (drain_* events)"
+                )
+            time.sleep(1.0)
 
 
 def _user_me(args: argparse.Namespace) -> int:

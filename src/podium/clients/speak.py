@@ -266,9 +266,10 @@ async def speak(
 
     With ``reconnect``, a session that is lost (the connection fails, or the server's RTCP
     receiver reports stop for :data:`SILENT_S`) or cannot be set up because the server is
-    unreachable or overloaded (5xx, 429) is started again through ``whip_url``, with a
-    backoff from :data:`RETRY_S` to :data:`RETRY_MAX_S`, and the source goes on where it
-    was: the server may have moved the space to another machine.
+    unreachable or overloaded (5xx, 429) is started again through ``whip_url`` (at once
+    for a session that had been up, then with a backoff from :data:`RETRY_S` to
+    :data:`RETRY_MAX_S`), and the source goes on where it was: the server may have moved
+    the space to another machine.
 
     Raises :class:`~podium.errors.ClientError` when the server refuses (its problem
     ``detail`` in the message, its status in ``.status``), cannot be reached, answers
@@ -297,12 +298,18 @@ async def speak(
                 except ClientError as exc:
                     if not reconnect or not _worth_retrying(exc):
                         raise
+                    if session.connected_for > SILENT_S:
+                        # It was up: try again at once (the server may have handed the
+                        # space to another node, which is waiting), then back off anew.
+                        log.warning(
+                            "speak_reconnecting", extra={"fields": {"error": exc.detail, "in_s": 0}}
+                        )
+                        delay = RETRY_S
+                        continue
                     log.warning(
                         "speak_reconnecting",
                         extra={"fields": {"error": exc.detail, "in_s": delay}},
                     )
-                    if session.connected_for > SILENT_S:
-                        delay = RETRY_S  # it was up: the first try again is quick
                     await asyncio.sleep(delay)
                     delay = min(RETRY_MAX_S, delay * 2)
                     continue

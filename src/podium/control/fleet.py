@@ -35,6 +35,8 @@ RETRY_S = 1.0
 RETRY_MAX_S = 8.0
 TIMEOUT_S = 0.25
 SERVING = f"{PREFIX}serving-nodes"
+# The nodes being drained (a hash: node → when it was asked), see Fleet.drain.
+DRAINING = f"{PREFIX}draining"
 
 # KEYS[1]: the bucket; ARGV: rate a second, burst, cost. Returns the seconds to wait (as
 # a string: Lua numbers become integers on the way out), "0" when the tokens were taken.
@@ -199,6 +201,25 @@ class Fleet:
             client.delete(f"{PREFIX}node:{self.node_id}")
 
         self.call(drop)
+
+    # -- draining ----------------------------------------------------------------------
+
+    def drain(self, node_id: str, now: float) -> bool:
+        """Mark a node as being drained (it takes no more spaces and hands its own over);
+        False if Redis cannot be reached."""
+        return self.call(lambda client: client.hset(DRAINING, node_id, repr(now))) is not None
+
+    def undrain(self, node_id: str) -> bool:
+        """The node takes spaces again (a drain cancelled, or the node started anew)."""
+        return self.call(lambda client: client.hdel(DRAINING, node_id)) is not None
+
+    def draining(self) -> dict[str, float] | None:
+        """The nodes being drained, with when each was asked to (Unix time); None if
+        Redis cannot be reached."""
+        fields = self.call(lambda client: client.hgetall(DRAINING))
+        if fields is None:
+            return None
+        return {_text(node): float(at) for node, at in fields.items()}
 
     # -- limits ------------------------------------------------------------------------
 

@@ -56,6 +56,20 @@ redis.call('PEXPIRE', KEYS[1], ARGV[2])
 redis.call('SADD', KEYS[2], ARGV[3])
 return {1, ARGV[1], token}
 """
+# KEYS: the lease, the giver's set, the receiver's set, the token counter. ARGV: the
+# giver, the receiver, the lease's time to live (ms), the space. Hands the lease over, with
+# a new token, if the giver holds it; returns the token, or nil.
+_GIVE = """
+if redis.call('HGET', KEYS[1], 'node') ~= ARGV[1] then
+    return nil
+end
+local token = tostring(redis.call('INCR', KEYS[4]))
+redis.call('HSET', KEYS[1], 'node', ARGV[2], 'token', token)
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+redis.call('SREM', KEYS[2], ARGV[4])
+redis.call('SADD', KEYS[3], ARGV[4])
+return token
+"""
 # KEYS: the lease, the node's set. ARGV: the node, the space. Drops the lease if the node
 # holds it.
 _RELEASE = """
@@ -123,6 +137,7 @@ class Leases:
         self._ttl_ms = int(ttl_s * 1000)
         self._hold = fleet.script(_HOLD)
         self._release = fleet.script(_RELEASE)
+        self._give = fleet.script(_GIVE)
         # Spaces given up lately (monotonic time): a renewal that read the rooms just
         # before one ended must not take its lease again.
         self._released: dict[str, float] = {}
@@ -167,6 +182,18 @@ class Leases:
         leases: list[Lease] | None = self._fleet.call(renew)
         return leases
 
+    def give(self, space_id: str, node: str) -> Lease | None:
+        """Hand the space's lease to ``node`` (a planned handover), if this node holds
+        it: the lease that ``node`` holds now, or None."""
+        keys = [_key(space_id), _held_by(self.node), _held_by(node), _TOKENS]
+        token = self._fleet.call(
+            lambda client: self._give(keys=keys, args=[self.node, node, self._ttl_ms, space_id])
+        )
+        if token is None:
+            return None
+        self._released[space_id] = time.monotonic()  # not this node's to renew now
+        return Lease(space_id, node, int(token), mine=False)
+
     def release(self, space_id: str) -> None:
         self._released[space_id] = time.monotonic()
         keys = [_key(space_id), _held_by(self.node)]
@@ -179,6 +206,12 @@ def holder(fleet: Fleet, space_id: str) -> Lease | None:
     if not fields:
         return None
     return Lease(space_id, _text(fields["node"]), int(fields["token"]), mine=False)
+
+
+def leased(fleet: Fleet, node: str) -> list[str] | None:
+    """The spaces ``node`` holds leases for (None if Redis cannot be reached)."""
+    members = fleet.call(lambda client: client.smembers(_held_by(node)))
+    return None if members is None else sorted(_text(m) for m in members)
 
 
 def room_counts(fleet: Fleet, nodes: list[str]) -> dict[str, int] | None:
@@ -196,8 +229,10 @@ def room_counts(fleet: Fleet, nodes: list[str]) -> dict[str, int] | None:
 
 def candidates(fleet: Fleet, nodes: Iterable[Node]) -> list[Candidate]:
     """The media nodes among ``nodes`` as placement weighs them: the rooms each holds
-    leases for (else says it runs), its speakers, the cores it offers and uses."""
-    media = [node for node in nodes if node.role == "media"]
+    leases for (else says it runs), its speakers, the cores it offers and uses. A node
+    being drained (:meth:`Fleet.draining`) is none: it takes no more spaces."""
+    draining = fleet.draining() or {}
+    media = [node for node in nodes if node.role == "media" and node.id not in draining]
     counts = room_counts(fleet, [node.id for node in media]) or {}
     return [
         Candidate(

@@ -68,7 +68,9 @@ class Fanout:
         lines: list[bytes] = []
         for backlog in self._programs.values():
             first = backlog.events[0][0] if backlog.events else backlog.began.first_msn
-            began = dataclasses.replace(backlog.began, first_msn=first, resumed=False)
+            began = dataclasses.replace(
+                backlog.began, first_msn=first, resumed=False, seamless=False
+            )
             lines.append(feed.render(began))
             lines.extend(line for _, line in backlog.events)
             if backlog.health is not None:

@@ -189,6 +189,17 @@ class MediaLink:
         await self._call("POST", _path("rooms", space_id))
         return self.node
 
+    async def continue_room(self, space_id: str) -> None:
+        """Start the room of a program handed over by another node: it goes on from the
+        recording's next segment, on the program's clock, with no gap."""
+        await self._call("POST", _path("rooms", space_id) + "?seamless=1")
+
+    async def hand_over_room(self, space_id: str) -> int:
+        """Stop the room at the end of its segment without ending the program, for
+        another node to :meth:`continue_room`; returns the segment it goes on from."""
+        answer = await self._call("POST", _path("rooms", space_id, "hand-over"))
+        return int(answer["next_msn"])
+
     async def end_room(self, space_id: str) -> None:
         await self._call("DELETE", _path("rooms", space_id))
 

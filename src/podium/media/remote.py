@@ -151,7 +151,8 @@ class RemoteMedia(MediaLink):
                     )
                     return
                 self.sources[space_id] = self  # the program moved here
-                moved = previous is not None and event.resumed
+                # (lost for a while, unless handed over: then it goes on, nothing lost)
+                moved = previous is not None and event.resumed and not event.seamless
         elif self.sources.get(space_id) is not self:
             return  # another node speaks for this space now
 

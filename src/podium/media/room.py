@@ -25,7 +25,7 @@ from podium.mixer.mixer import Mixer
 from podium.origin import feed
 from podium.pcm import SAMPLE_RATE, TICK_SAMPLES, PcmFrame
 from podium.record.export import export_m4a
-from podium.record.manifest import GapLine, init_line
+from podium.record.manifest import GapLine, PartLine, init_line
 from podium.record.recorder import Recorded, Recorder
 from podium.segment.cadence import Cadence
 from podium.segment.fmp4 import init_segment
@@ -57,7 +57,9 @@ Publish = Callable[[feed.Event], None]
 class Room:
     """The pipeline of one live space. Create it, then run :meth:`run` as a task."""
 
-    def __init__(self, space_id: str, directory: Path, publish: Publish) -> None:
+    def __init__(
+        self, space_id: str, directory: Path, publish: Publish, *, seamless: bool = False
+    ) -> None:
         self.space_id = space_id
         self.directory = directory
         self._publish = publish
@@ -73,9 +75,16 @@ class Room:
         self._finish_on_stop = True
         self.ticks = 0
         self.late_ticks = 0
-        self._resume(Recorder.recover(directory))
+        # Set when the room hands its program over to another node (:meth:`hand_over`);
+        # the Media Sequence Number the program goes on from there, once stopped.
+        self._handing_over = False
+        self.handed_over_at: int | None = None
+        # Unix time of the mixer's first sample when the room goes on from a program
+        # handed over (its clock is the program's, not this process's start).
+        self._clock_origin: float | None = None
+        self._resume(Recorder.recover(directory), seamless)
 
-    def _resume(self, recorded: Recorded) -> None:
+    def _resume(self, recorded: Recorded, seamless: bool) -> None:
         """Set up the mixer, encoder and segmenter: fresh, or after what is on disk."""
         now = Fraction(clock.now())
         cadence = Cadence()
@@ -87,6 +96,10 @@ class Room:
             self.segmenter = Segmenter(program_start=now)
             self.recorder.begin(init, init_line(init, cadence, CHANNELS, now))
             self._publish(feed.Began(self.space_id, init, cadence, 0, resumed=False))
+            return
+        tail = recorded.entries[-1]
+        if seamless and isinstance(tail, PartLine) and tail.closes_segment:
+            self._go_on(recorded, cadence)
             return
         # A restart after a crash: the media between the last durable part and now is
         # lost. Mark it with a gap segment and carry on later on the same timeline, so
@@ -121,6 +134,47 @@ class Room:
                 }
             },
         )
+
+    def _go_on(self, recorded: Recorded, cadence: Cadence) -> None:
+        """Carry on a program handed over at the end of a segment: from the next segment,
+        on the program's own clock, nothing lost. Started late, the clock catches up
+        (the ticks it missed are silence: no speaker could be here yet)."""
+        last = recorded.parts[-1]
+        end_pts = last.pts + last.duration
+        end_pdt = last.pdt + Fraction(last.duration, SAMPLE_RATE)
+        # The encoder's first unit comes PRIMING samples before its first input sample:
+        # the mixer starts that much later, so that the first unit starts at end_pts.
+        start_pts = end_pts + PRIMING
+        self.mixer = Mixer(start_pts=start_pts)
+        self.segmenter = Segmenter(
+            program_start=end_pdt - Fraction(end_pts, SAMPLE_RATE),
+            first_msn=recorded.next_msn,
+            decode_origin=recorded.parts[0].pts,
+        )
+        self._clock_origin = float(end_pdt + Fraction(PRIMING, SAMPLE_RATE))
+        self.recorder.reopen()
+        self._publish(
+            feed.Began(self.space_id, recorded.init_data, cadence, 0, resumed=True, seamless=True)
+        )
+        if self.recorder.degraded is not None:
+            self._recording_state = "degraded"
+        self._health()
+        log.info(
+            "room_handed_over_here",
+            extra={
+                "fields": {
+                    "space_id": self.space_id,
+                    "msn": recorded.next_msn,
+                    "late_s": round(clock.now() - self._clock_origin, 3),
+                }
+            },
+        )
+
+    def hand_over(self) -> None:
+        """Stop at the end of the current segment without ending the program, for another
+        node to go on from the next one (:meth:`run` returns then; see
+        :attr:`handed_over_at`)."""
+        self._handing_over = True
 
     # -- speakers ------------------------------------------------------------------------
 
@@ -171,6 +225,8 @@ class Room:
         """Tick every 20 ms until :meth:`end`; then flush, finish and export."""
         loop = asyncio.get_running_loop()
         started = loop.time()
+        if self._clock_origin is not None:
+            started -= clock.now() - self._clock_origin
         pauses = 0  # catch-up pauses since the clock was last on time
         self._health()
         while not self._stop.is_set():
@@ -222,7 +278,12 @@ class Room:
             self._health()
 
     def _emit(self, part: Part) -> None:
+        if self.handed_over_at is not None:
+            return  # the next node makes the program from here
         self._publish(feed.PartReady(self.space_id, part))
+        if self._handing_over and part.closes_segment and self.handed_over_at is None:
+            self.handed_over_at = part.msn + 1
+            self.abandon()
         if self._recording_state != "ok":
             return
         if self._pending_writes >= MAX_PENDING_WRITES:

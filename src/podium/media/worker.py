@@ -5,7 +5,10 @@ its own scheduling priority where allowed and dies with its parent. The web proc
 to it through :mod:`podium.media.link`:
 
 =================================  =========================================================
-``POST /rooms/{id}``               start the space's room (resumes a recording left open)
+``POST /rooms/{id}``               start the space's room (resumes a recording left open;
+                                   ``?seamless=1``: one handed over, with no gap)
+``POST /rooms/{id}/hand-over``     stop at the end of the segment, the program left open
+                                   for another node to go on with → ``{"next_msn"}``
 ``DELETE /rooms/{id}``             end the program; answers once the playlist has ended
 ``POST /rooms/{id}/abandon``       stop the room without ending the program (its lease
                                    went to another node); answers once it has stopped
@@ -39,7 +42,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from podium import logs
-from podium.errors import InvalidInput, NotFound, PodiumError
+from podium.errors import Conflict, InvalidInput, NotFound, PodiumError
 from podium.media.room import Room
 from podium.origin import feed
 
@@ -78,11 +81,11 @@ class Worker:
                     queue.get_nowait()
                 queue.put_nowait(None)
 
-    def start_room(self, space_id: str) -> None:
+    def start_room(self, space_id: str, *, seamless: bool = False) -> None:
         if space_id in self.rooms:
             return
         directory = self.recordings / space_id
-        room = Room(space_id, directory, self.publish)
+        room = Room(space_id, directory, self.publish, seamless=seamless)
         self.rooms[space_id] = room
         self._ended[space_id] = asyncio.Event()
         self._runs[space_id] = asyncio.create_task(self._run(space_id, room))
@@ -111,6 +114,17 @@ class Worker:
         ended = self._ended[space_id]
         room.abandon()
         await ended.wait()
+
+    async def hand_over_room(self, space_id: str) -> int:
+        """Stop a room at the end of its segment, its program left open for another node
+        to go on with; returns the Media Sequence Number it goes on from."""
+        room = self._room(space_id)
+        ended = self._ended[space_id]
+        room.hand_over()
+        await ended.wait()
+        if room.handed_over_at is None:
+            raise Conflict(f"space {space_id} stopped before it could be handed over")
+        return room.handed_over_at
 
     def _room(self, space_id: str) -> Room:
         room = self.rooms.get(space_id)
@@ -151,8 +165,13 @@ def _error(exc: PodiumError) -> JSONResponse:
 
 def create_app(worker: Worker) -> Starlette:
     async def start(request: Request) -> Response:
-        worker.start_room(request.path_params["space_id"])
+        seamless = request.query_params.get("seamless") == "1"
+        worker.start_room(request.path_params["space_id"], seamless=seamless)
         return Response(status_code=204)
+
+    async def hand_over(request: Request) -> Response:
+        next_msn = await worker.hand_over_room(request.path_params["space_id"])
+        return JSONResponse({"next_msn": next_msn})
 
     async def end(request: Request) -> Response:
         await worker.end_room(request.path_params["space_id"])
@@ -234,6 +253,7 @@ def create_app(worker: Worker) -> Starlette:
             Route("/rooms/{space_id}", start, methods=["POST"]),
             Route("/rooms/{space_id}", end, methods=["DELETE"]),
             Route("/rooms/{space_id}/abandon", abandon, methods=["POST"]),
+            Route("/rooms/{space_id}/hand-over", hand_over, methods=["POST"]),
             Route("/rooms/{space_id}/publishers", publish, methods=["POST"]),
             Route("/rooms/{space_id}/publishers/{resource_id}", unpublish, methods=["DELETE"]),
             Route("/rooms/{space_id}/publishers/{resource_id}", patch, methods=["PATCH"]),

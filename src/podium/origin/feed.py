@@ -21,13 +21,16 @@ from podium.segment.timeline import GapMarker
 
 @dataclass(frozen=True, slots=True)
 class Began:
-    """A program starts (or resumes after a restart, ``resumed`` true)."""
+    """A program starts (or resumes after a restart, ``resumed`` true). A
+    ``seamless`` one was handed over by another node on the same timeline: it goes on
+    from the next segment, with nothing lost and no gap."""
 
     space_id: str
     init: bytes
     cadence: Cadence
     first_msn: int
     resumed: bool
+    seamless: bool = False
     kind: Literal["began"] = "began"
 
 
@@ -95,6 +98,7 @@ def render(event: Event) -> bytes:
             sample_rate=event.cadence.sample_rate,
             first_msn=event.first_msn,
             resumed=event.resumed,
+            seamless=event.seamless,
         )
     elif isinstance(event, PartReady):
         part = event.part
@@ -140,6 +144,7 @@ def parse(line: bytes) -> Event:
             cadence,
             document["first_msn"],
             document["resumed"],
+            bool(document.get("seamless", False)),
         )
     if kind == "part":
         part = Part(

@@ -35,6 +35,9 @@ from podium.origin.origin import Origin
 log = logging.getLogger("podium.media")
 
 DISCOVER_S = 2.0
+# How long a WHIP offer for a space moving between media nodes waits for it to land.
+MOVING_WAIT_S = 3.0
+MOVING_POLL_S = 0.05
 
 
 class MediaPool(MediaLink):
@@ -215,14 +218,21 @@ class MediaPool(MediaLink):
         await self._link_for(space_id).abandon_room(space_id)
 
     async def publish(self, space_id: str, speaker_id: str, sdp: str) -> Publication:
-        try:
-            return await self._link_for(space_id).publish(space_id, speaker_id, sdp)
-        except errors.NotFound as exc:
-            # The web tier found the space live; a media node without its room is one
-            # taking it over, about to start it: worth trying again, not a refusal.
-            raise MediaUnavailable(
-                f"the space's media is moving to another server; try again ({exc.detail})"
-            ) from exc
+        """The offer to the node that hosts the space. The web tier found the space live:
+        a media node without its room is one it is moving to, about to start it, so the
+        offer waits for it, up to :data:`MOVING_WAIT_S`, then is answered 503 (try again),
+        never as a refusal."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + MOVING_WAIT_S
+        while True:
+            try:
+                return await self._link_for(space_id).publish(space_id, speaker_id, sdp)
+            except errors.NotFound as exc:
+                if loop.time() >= deadline:
+                    raise MediaUnavailable(
+                        f"the space's media is moving to another server; try again ({exc.detail})"
+                    ) from exc
+            await asyncio.sleep(MOVING_POLL_S)
 
     async def unpublish(self, space_id: str, resource_id: str, speaker_id: str) -> None:
         await self._link_for(space_id).unpublish(space_id, resource_id, speaker_id)

@@ -1,4 +1,6 @@
-"""A web node's copies of the programs it served, for a media node taking a space over.
+"""A web node's copies of the programs it served, for a media node taking a space over;
+on a media node, its own recordings, for a node it hands a space over to
+(:mod:`podium.web.handover`).
 
 ``GET /internal/replica/{space_id}/manifest.jsonl``, ``…/init.mp4`` and
 ``…/parts/part-{msn}-{i}.m4s`` answer the files of the copy (:mod:`podium.media.replica`);
@@ -36,7 +38,8 @@ router = APIRouter(prefix=PREFIX, include_in_schema=False, dependencies=[Depends
 def _copy(context: Context, space_id: str) -> Path:
     if not SPACE_ID.fullmatch(space_id):
         raise NotFound(f"no copy of space {space_id!r}")
-    directory = context.settings.data_dir / REPLICAS_DIR / space_id
+    # A web node's copies, or a media node's own recordings (for a node it hands over to).
+    directory = context.origin.recordings / space_id
     if not (directory / MANIFEST_FILE).is_file():
         raise NotFound(f"this node keeps no copy of space {space_id}")
     return directory

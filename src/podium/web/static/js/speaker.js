@@ -5,8 +5,8 @@
 import {ApiError, request} from "./api.js";
 
 const ICE_GATHER_S = 3;
-// A session "disconnected" this long is taken as lost; tries to publish again back off
-// from RETRY_MS to RETRY_MAX_MS.
+// A session "disconnected" this long is taken as lost; the first try to publish again is
+// at once, the next ones back off from RETRY_MS to RETRY_MAX_MS.
 const LOST_AFTER_MS = 2000;
 const RETRY_MS = 500;
 const RETRY_MAX_MS = 5000;
@@ -119,6 +119,13 @@ export class Speaker {
     });
     this.resource = new URL(answer.headers.get("Location"), location.href).pathname;
     await pc.setRemoteDescription({type: "answer", sdp: answer.data});
+    // The server ending the session (a space handed to another server) closes its DTLS
+    // end: the connection's state may not say so for many seconds, its transport's does.
+    const transport = this.sender.transport;
+    transport?.addEventListener("statechange", () => {
+      if (pc !== this.pc) return;
+      if (transport.state === "closed" || transport.state === "failed") this.#reconnect();
+    });
     this.setMuted(this.muted);
   }
 
@@ -135,7 +142,8 @@ export class Speaker {
     }
     this.pc?.close();
     this.pc = null;
-    let delay = RETRY_MS;
+    // The first try is at once: a space handed to another server is waiting there.
+    let delay = RETRY_MS / 2;
     const attempt = async () => {
       if (!this.stream) {
         this.reconnecting = false;
@@ -156,7 +164,7 @@ export class Speaker {
         setTimeout(attempt, delay);
       }
     };
-    setTimeout(attempt, delay);
+    setTimeout(attempt, 0);
   }
 
   #meter() {

@@ -1,0 +1,81 @@
+"""A room hands its program over at the end of a segment, and another goes on with it on
+the program's own clock: the next segment follows with no gap, no lost sample, and the
+clock catches up the moments the handover took."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import shutil
+from fractions import Fraction
+from pathlib import Path
+
+from podium import clock
+from podium.media.room import Room
+from podium.origin import feed
+from podium.pcm import SAMPLE_RATE
+from podium.record.manifest import GapLine, PartLine
+from podium.record.recorder import Recorder
+
+
+def _parts(events: list[feed.Event]) -> list[feed.PartReady]:
+    return [e for e in events if isinstance(e, feed.PartReady)]
+
+
+def test_a_program_handed_over_goes_on_with_no_gap(tmp_path: Path) -> None:
+    first: list[feed.Event] = []
+    second: list[feed.Event] = []
+    old_dir, new_dir = tmp_path / "old", tmp_path / "new"
+
+    async def scenario() -> tuple[float, float]:
+        room = Room("s1", old_dir, first.append)
+        running = asyncio.create_task(room.run())
+        await asyncio.sleep(1.0)
+        asked_at = clock.now()
+        room.hand_over()
+        await asyncio.wait_for(running, 5.0)
+        assert room.handed_over_at == _parts(first)[-1].part.msn + 1
+        # The other node copies the recording (here: a copy of the directory), a moment
+        # later, and goes on.
+        await asyncio.sleep(0.3)
+        shutil.copytree(old_dir, new_dir)
+        started_at = clock.now()
+        room2 = Room("s1", new_dir, second.append, seamless=True)
+        running2 = asyncio.create_task(room2.run())
+        await asyncio.sleep(2.5)
+        room2.end()
+        await asyncio.wait_for(running2, 10.0)
+        return asked_at, started_at
+
+    asked_at, started_at = asyncio.run(scenario())
+
+    old_parts = _parts(first)
+    assert old_parts[-1].part.closes_segment, "the handover waits for the segment's end"
+    stopped_pdt = old_parts[-1].part.program_date_time
+    assert float(stopped_pdt) - asked_at < 2.1 + 0.3  # within a segment of the ask
+
+    began = [e for e in second if isinstance(e, feed.Began)]
+    assert began
+    assert began[0].resumed
+    assert began[0].seamless
+    assert not [e for e in second if isinstance(e, feed.Gap)], "nothing lost: no gap"
+    new_parts = _parts(second)
+    head, last = new_parts[0].part, old_parts[-1].part
+    assert (head.msn, head.index) == (last.msn + 1, 0)
+    assert head.pts == last.pts + last.duration, "the timeline goes on, sample for sample"
+    assert head.program_date_time == last.program_date_time + Fraction(last.duration, SAMPLE_RATE)
+    for before, after in itertools.pairwise(new_parts):
+        assert after.part.pts == before.part.pts + before.part.duration
+    # On the program's clock: the parts due while the room was being set up came at once,
+    # and the last ones as they fell due (each one made once its span is over).
+    assert float(head.program_date_time) < started_at
+    tail = new_parts[-2].part
+    assert float(tail.program_date_time) + tail.duration / SAMPLE_RATE < clock.now()
+
+    recorded = Recorder.recover(new_dir)
+    assert recorded.ended
+    assert not [e for e in recorded.entries if isinstance(e, GapLine)]
+    msns = [(e.msn, e.index) for e in recorded.entries if isinstance(e, PartLine)]
+    assert msns == sorted(msns)
+    assert len(set(msns)) == len(msns)
+    assert (new_dir / "replay.m4a").stat().st_size > 0  # exported as the room ended

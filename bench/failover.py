@@ -160,8 +160,9 @@ def _drain_round(fleet: Fleet, redis_url: str, token: str) -> dict[str, float]:
             eventually(lambda: _speakers(fleet, other, space_id) == 1, within=60)
             back = time.monotonic()
             api.delete(path).raise_for_status()
-            time.sleep(2)
-            playlist = httpx.get(f"{fleet.web[0].url}/hls/{space_id}/live.m3u8", timeout=10).text
+        time.sleep(2)
+        playlist = httpx.get(f"{fleet.web[0].url}/hls/{space_id}/live.m3u8", timeout=10).text
+        with fleet.web[0].client(token) as api:
             api.post(f"/api/v1/spaces/{space_id}/end").raise_for_status()
     finally:
         speaker.terminate()

@@ -135,6 +135,20 @@ def test_draining_a_media_node_moves_its_live_space_with_no_gap(
         # The drained node is stopped (for its upgrade); the space goes on without it.
         drained.stop()
         time.sleep(5)
+        # What a drain refuses, in words: the last media node (its spaces could go
+        # nowhere), a web node, a node that is not there; and anyone but an administrator.
+        refused = _podium("fleet", "drain", other_name, *admin)
+        assert refused.returncode != 0
+        assert f"no other media node could take the spaces of {other_name}" in refused.stderr
+        refused = _podium("fleet", "drain", "web-1", *admin)
+        assert "only media nodes hold spaces" in refused.stderr, refused.stderr
+        refused = _podium("fleet", "drain", "media-9", *admin)
+        assert "no node named 'media-9'" in refused.stderr, refused.stderr
+        with fleet.web[0].client(host.token) as api:
+            path = f"/api/v1/admin/fleet/nodes/{drained_name}/drain"
+            assert api.post(path).status_code == 403
+        cancelled = _podium("fleet", "drain", drained_name, "--cancel", *admin)
+        assert cancelled.stdout.strip() == f"{drained_name} takes spaces again", cancelled
         with fleet.web[0].client(host.token) as api:
             state = api.get(f"/api/v1/spaces/{space_id}/state").json()
             assert state["recording"] == "ok", state

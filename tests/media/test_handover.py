@@ -11,7 +11,7 @@ from fractions import Fraction
 from pathlib import Path
 
 from podium import clock
-from podium.media.room import Room
+from podium.media.room import MAX_CATCH_UP_SECONDS, Room
 from podium.origin import feed
 from podium.pcm import SAMPLE_RATE
 from podium.record.manifest import GapLine, PartLine
@@ -79,3 +79,28 @@ def test_a_program_handed_over_goes_on_with_no_gap(tmp_path: Path) -> None:
     assert msns == sorted(msns)
     assert len(set(msns)) == len(msns)
     assert (new_dir / "replay.m4a").stat().st_size > 0  # exported as the room ended
+
+
+def test_a_program_handed_over_too_late_marks_the_span_lost(tmp_path: Path) -> None:
+    events: list[feed.Event] = []
+
+    async def scenario() -> None:
+        room = Room("s2", tmp_path / "old", events.append)
+        running = asyncio.create_task(room.run())
+        await asyncio.sleep(0.5)
+        room.hand_over()
+        await asyncio.wait_for(running, 5.0)
+        await asyncio.sleep(MAX_CATCH_UP_SECONDS + 0.5)  # the next node was slow
+        late = Room("s2", tmp_path / "old", events.append, seamless=True)
+        running = asyncio.create_task(late.run())
+        await asyncio.sleep(0.5)
+        late.end()
+        await asyncio.wait_for(running, 10.0)
+
+    asyncio.run(scenario())
+    began = [e for e in events if isinstance(e, feed.Began)]
+    assert [b.seamless for b in began] == [False, False]
+    gaps = [e for e in events if isinstance(e, feed.Gap)]
+    assert len(gaps) == 1, "the span lost is marked, not filled with silence"
+    recorded = Recorder.recover(tmp_path / "old")
+    assert [e for e in recorded.entries if isinstance(e, GapLine)]

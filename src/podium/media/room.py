@@ -50,6 +50,10 @@ LATE_TICK_SECONDS = 0.1
 # bounded per catch-up, so that a worker whose ticks run close to 20 ms still catches up.
 CATCH_UP_PAUSE_SECONDS = 0.005
 CATCH_UP_PAUSES = 8
+# A program handed over goes on seamlessly if the new room starts within this of where the
+# old one stopped: the clock catches up that moment with silence (no speaker can be on the
+# new node yet). Later than that, the span is marked lost instead.
+MAX_CATCH_UP_SECONDS = 2
 
 Publish = Callable[[feed.Event], None]
 
@@ -99,8 +103,12 @@ class Room:
             return
         tail = recorded.entries[-1]
         if seamless and isinstance(tail, PartLine) and tail.closes_segment:
-            self._go_on(recorded, cadence)
-            return
+            end_pdt = tail.pdt + Fraction(tail.duration, SAMPLE_RATE)
+            if now - end_pdt <= MAX_CATCH_UP_SECONDS:
+                self._go_on(recorded, cadence)
+                return
+            # Handed over too late to catch up with silence honestly: the span is lost,
+            # and marked as such, as after a restart.
         # A restart after a crash: the media between the last durable part and now is
         # lost. Mark it with a gap segment and carry on later on the same timeline, so
         # timestamps keep increasing for players that ignore discontinuities.

@@ -13,8 +13,9 @@ would choose (:class:`Drainer`):
    node handing over and the web nodes, every part checked, as for a takeover) and starts
    the room on the program's own clock (:meth:`MediaLink.continue_room`): the next
    segment follows the last one with no gap and no discontinuity, and the clock catches up
-   the moments the handover took. Web nodes follow the program there; speakers, whose
-   sessions ended with the old room, publish again through the space's WHIP URL.
+   the moments the handover took (more than :data:`~podium.media.room.MAX_CATCH_UP_SECONDS`
+   and that span is marked lost instead). Web nodes follow the program there; speakers,
+   whose sessions ended with the old room, publish again through the space's WHIP URL.
 
 If the other node cannot go on with the space, it gives the lease up and this node goes on
 itself, in the same way; the next try is :data:`RETRY_AFTER_S` later.

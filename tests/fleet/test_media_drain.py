@@ -206,11 +206,16 @@ def test_draining_a_media_node_moves_its_live_space_with_no_gap(
         print(f"longest silence {max(silences):.2f} s; each speaker's longest absence {absent}")
         assert max(silences) < 2.0, spans
         # Each speaker was off the air only while publishing again, at the handover.
-        assert all(seconds < 2.0 for seconds in absent.values()), absent
+        # (0.2-1.2 s measured; a failover takes them 10 s.)
+        assert all(seconds < 2.5 for seconds in absent.values()), absent
         assert has_tones(audio[spans[-1][1] - 2 * RATE : spans[-1][1] - RATE], both)
     assert "speak_reconnecting" in speaker_err, speaker_err[-2000:]
     for line in [*drained.stderr_lines, *other.stderr_lines]:
         if "handed_over" in line or "taken_on" in line:
             print(line)
+    # The other node had copied the recording while the room still ran: at the handover
+    # it fetched only the parts made since (under a segment's and a half's worth).
+    taken_on = next(json.loads(line) for line in other.stderr_lines if "space_taken_on" in line)
+    assert taken_on["fetched_at_handover"] <= 12 < taken_on["parts"], taken_on
     for node in [other, *fleet.web]:
         assert not any("Traceback" in line for line in node.stderr_lines), node.stderr_lines

@@ -10,12 +10,16 @@ import shutil
 from fractions import Fraction
 from pathlib import Path
 
+import pytest
+
 from podium import clock
 from podium.media.room import MAX_CATCH_UP_SECONDS, Room
 from podium.origin import feed
 from podium.pcm import SAMPLE_RATE
+from podium.record import assemble
 from podium.record.manifest import GapLine, PartLine
-from podium.record.recorder import Recorder
+from podium.record.recorder import MANIFEST_FILE, PARTS_DIR, Recorder
+from podium.segment.names import part_name
 
 
 def _parts(events: list[feed.Event]) -> list[feed.PartReady]:
@@ -104,3 +108,48 @@ def test_a_program_handed_over_too_late_marks_the_span_lost(tmp_path: Path) -> N
     assert len(gaps) == 1, "the span lost is marked, not filled with silence"
     recorded = Recorder.recover(tmp_path / "old")
     assert [e for e in recorded.entries if isinstance(e, GapLine)]
+
+
+def test_a_copy_made_beforehand_is_brought_up_to_the_recording(tmp_path: Path) -> None:
+    """What the next node copied while the room still ran is extended with the parts made
+    since, each checked; a copy of anything else, or a damaged part, is refused."""
+    live, staged = tmp_path / "live", tmp_path / "staged"
+
+    async def scenario() -> None:
+        room = Room("s3", live, [].append)
+        running = asyncio.create_task(room.run())
+        await asyncio.sleep(1.0)
+        await asyncio.to_thread(shutil.copytree, live, staged)  # while it records
+        room.hand_over()
+        await asyncio.wait_for(running, 5.0)
+
+    asyncio.run(scenario())
+    copy = assemble.read_manifest("live", (live / MANIFEST_FILE).read_bytes())
+    assert copy is not None
+    before = len(Recorder.recover(staged).parts)
+
+    def fetch(entry: PartLine) -> bytes:
+        return (live / PARTS_DIR / part_name(entry.msn, entry.index)).read_bytes()
+
+    damaged = tmp_path / "damaged"
+    shutil.copytree(staged, damaged)
+    with pytest.raises(assemble.CopyDamaged):
+        assemble.extend(damaged, copy, lambda entry: fetch(entry)[:-1] + b"x")
+
+    added = assemble.extend(staged, copy, fetch)
+    assert added == copy.parts - before > 0
+    assert (staged / MANIFEST_FILE).read_bytes() == (live / MANIFEST_FILE).read_bytes()
+    assert Recorder.recover(staged).entries == Recorder.recover(live).entries
+
+    other = tmp_path / "other"
+    asyncio.run(_record_briefly(other))
+    with pytest.raises(assemble.CopyDamaged):
+        assemble.extend(other, copy, fetch)
+
+
+async def _record_briefly(directory: Path) -> None:
+    room = Room("s4", directory, [].append)
+    running = asyncio.create_task(room.run())
+    await asyncio.sleep(0.6)
+    room.abandon()
+    await asyncio.wait_for(running, 5.0)

@@ -25,6 +25,7 @@ from podium.record.recorder import (
     INIT_FILE,
     MANIFEST_FILE,
     PARTS_DIR,
+    Recorder,
     fsync_dir,
     write_durably,
 )
@@ -156,3 +157,35 @@ def write(
     finally:
         os.close(fd)
     fsync_dir(directory)
+
+
+def extend(directory: Path, copy: Copy, fetch: Callable[[PartLine], bytes]) -> int:
+    """Bring the recording in ``directory``, a copy of the beginning of ``copy``, up to
+    it: the entries after its own, every part checked and fsynced, their manifest lines
+    appended last. Returns how many parts it added.
+
+    Raises :class:`CopyDamaged` if the recording here is not the beginning of ``copy``,
+    or a part is not what the manifest says."""
+    recorded = Recorder.recover(directory)
+    held = recorded.entries
+    if (
+        recorded.init is None
+        or recorded.ended
+        or recorded.init.sha256 != copy.init.sha256
+        or list(copy.entries[: len(held)]) != held
+    ):
+        raise CopyDamaged("the recording kept here is not the beginning of the copy")
+    added = copy.entries[len(held) :]
+    for entry in added:
+        if isinstance(entry, PartLine):
+            data = fetch(entry)
+            if len(data) != entry.size or hashlib.sha256(data).hexdigest() != entry.sha256:
+                raise CopyDamaged(f"{part_name(entry.msn, entry.index)} is damaged")
+            write_durably(directory / PARTS_DIR / part_name(entry.msn, entry.index), data)
+    fd = os.open(directory / MANIFEST_FILE, os.O_WRONLY | os.O_APPEND)
+    try:
+        os.write(fd, b"".join(manifest.render(line) for line in added))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return sum(isinstance(e, PartLine) for e in added)

@@ -9,8 +9,11 @@ would choose (:class:`Drainer`):
    now), with every part it made durable; its program stays open.
 2. The space's lease goes to the other node, atomically and with a new fencing token
    (:meth:`Leases.give`): from here on only that node may speak for the space.
-3. That node copies the recording (``POST /internal/media/handover/{space}`` here, from the
-   node handing over and the web nodes, every part checked, as for a takeover) and starts
+3. That node has copied the recording so far beforehand, while the room still ran
+   (``POST /internal/media/handover/{space}/prepare``), so that at the handover
+   (``POST /internal/media/handover/{space}``) it fetches only the parts made since, every
+   one checked (without that copy, all of it from the node handing over and the web
+   nodes, as for a takeover); it starts
    the room on the program's own clock (:meth:`MediaLink.continue_room`): the next
    segment follows the last one with no gap and no discontinuity, and the clock catches up
    the moments the handover took (more than :data:`~podium.media.room.MAX_CATCH_UP_SECONDS`
@@ -25,7 +28,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import shutil
 import time
+from pathlib import Path
 from typing import Annotated
 from urllib.parse import quote
 
@@ -37,16 +42,25 @@ from pydantic import BaseModel, Field
 from podium import clock
 from podium.control import placement
 from podium.control.placement import Leases
-from podium.errors import Conflict, PodiumError
-from podium.record.recorder import Recorder
+from podium.errors import Conflict, NotFound, PodiumError
+from podium.origin.origin import SPACE_ID
+from podium.record import assemble
+from podium.record.manifest import PartLine
+from podium.record.recorder import MANIFEST_FILE, Recorder, fsync_dir
+from podium.segment.names import part_name
 from podium.web.context import Context, get_context
 from podium.web.internal import authenticated
-from podium.web.takeover import gather
+from podium.web.replicas import PREFIX as REPLICA_PREFIX
+from podium.web.takeover import FETCH_TIMEOUT_S, gather
 
 log = logging.getLogger("podium.media")
 
 PREFIX = "/internal/media/handover"
 RETRY_AFTER_S = 10.0
+# Where a node keeps the copy of a recording it is about to be handed (under data_dir).
+STAGING_DIR = "handover"
+# How long copying a recording beforehand may take (hours of it, on a slow disk).
+PREPARE_TIMEOUT_S = 600.0
 # How long the node handing a space over waits for the other to have it on air.
 TAKE_TIMEOUT_S = 30.0
 Ctx = Annotated[Context, Depends(get_context)]
@@ -62,6 +76,32 @@ class HandOver(BaseModel):
     next_msn: int = Field(ge=0)
 
 
+class Prepare(BaseModel):
+    """A space about to be handed to this node, from the node at ``source``."""
+
+    source: str = Field(min_length=1, max_length=2048)
+
+
+def _staging(context: Context, space_id: str) -> Path:
+    if not SPACE_ID.fullmatch(space_id):
+        raise NotFound(f"no space {space_id!r}")
+    return context.settings.data_dir / STAGING_DIR / space_id
+
+
+@router.post("/{space_id}/prepare")
+async def prepare(space_id: str, body: Prepare, context: Ctx) -> dict[str, int]:
+    """Copy the recording of a space about to be handed over, as it is now, while its
+    room still runs there: at the handover only the parts made since are left to fetch."""
+    leases = context.leases
+    if leases is None or context.settings.media_secret is None:
+        raise Conflict("this is not a media node of a fleet")
+    staging = _staging(context, space_id)
+    secret = context.settings.media_secret.value
+    source = body.source.rstrip("/")
+    parts = await asyncio.to_thread(gather, [source], secret, space_id, staging, leases)
+    return {"parts": parts}
+
+
 @router.post("/{space_id}", status_code=204)
 async def take(space_id: str, body: HandOver, context: Ctx) -> Response:
     """Go on with a space another node handed over (its lease is this node's now)."""
@@ -72,13 +112,16 @@ async def take(space_id: str, body: HandOver, context: Ctx) -> Response:
     if lease is None or lease.node != leases.node:
         raise Conflict(f"the lease of space {space_id} was not handed to this node")
     began = time.monotonic()
+    source = body.source.rstrip("/")
+    secret = context.settings.media_secret.value
+    directory = context.origin.recordings / space_id
     try:
-        nodes = fleet.nodes(clock.now()) or []
-        copies = [body.source.rstrip("/")]
-        copies += [node.url.rstrip("/") for node in nodes if node.role == "web"]
-        directory = context.origin.recordings / space_id
-        secret = context.settings.media_secret.value
-        parts = await asyncio.to_thread(gather, copies, secret, space_id, directory, leases)
+        staging = _staging(context, space_id)
+        fetched = await asyncio.to_thread(_catch_up, source, secret, space_id, staging, directory)
+        if fetched is None:  # nothing copied beforehand, or not usable: all of it now
+            nodes = fleet.nodes(clock.now()) or []
+            copies = [source, *(node.url.rstrip("/") for node in nodes if node.role == "web")]
+            fetched = await asyncio.to_thread(gather, copies, secret, space_id, directory, leases)
         recorded = await asyncio.to_thread(Recorder.recover, directory)
         if recorded.next_msn != body.next_msn:
             raise Conflict(
@@ -100,13 +143,53 @@ async def take(space_id: str, body: HandOver, context: Ctx) -> Response:
         extra={
             "fields": {
                 "space_id": space_id,
-                "from": body.source,
-                "parts": parts,
+                "from": source,
+                "parts": len(recorded.parts),
+                "fetched_at_handover": fetched,
                 "took_s": round(time.monotonic() - began, 3),
             }
         },
     )
     return Response(status_code=204)
+
+
+def _catch_up(
+    source: str, secret: str, space_id: str, staging: Path, directory: Path
+) -> int | None:
+    """Bring the copy made beforehand (:func:`prepare`) up to the source's recording and
+    put it in ``directory``; returns the parts fetched for it, or None (and leaves
+    ``directory`` as it was) if there is no such copy or it does not match. Blocking."""
+    if not (staging / MANIFEST_FILE).is_file():
+        return None
+    base = f"{REPLICA_PREFIX}/{quote(space_id, safe='')}"
+    headers = {"Authorization": f"Bearer {secret}"}
+    try:
+        with httpx.Client(headers=headers, timeout=FETCH_TIMEOUT_S) as http:
+            answer = http.get(f"{source}{base}/manifest.jsonl")
+            answer.raise_for_status()
+            copy = assemble.read_manifest(source, answer.content)
+            if copy is None:
+                return None
+
+            def fetch(entry: PartLine) -> bytes:
+                part = http.get(f"{source}{base}/parts/{part_name(entry.msn, entry.index)}")
+                part.raise_for_status()
+                return part.content
+
+            fetched = assemble.extend(staging, copy, fetch)
+    except (httpx.HTTPError, assemble.CopyDamaged, OSError) as exc:
+        log.warning(
+            "handover_copy_unusable",
+            extra={"fields": {"space_id": space_id, "error": repr(exc)}},
+        )
+        shutil.rmtree(staging, ignore_errors=True)
+        return None
+    if directory.exists():
+        shutil.rmtree(directory)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    staging.rename(directory)
+    fsync_dir(directory.parent)
+    return fetched
 
 
 class Drainer:
@@ -173,6 +256,7 @@ class Drainer:
         self.moving.add(space_id)
         began = time.monotonic()
         try:
+            await self._prepare(urls[target], space_id)
             try:
                 next_msn = await media.hand_over_room(space_id)
             except PodiumError as exc:
@@ -205,6 +289,27 @@ class Drainer:
             },
         )
         return target
+
+    async def _prepare(self, url: str, space_id: str) -> None:
+        """Have the other node copy the recording so far, while the room runs on here
+        (a long space's copy takes a while); at the handover it fetches only the rest."""
+        body = {"source": self._fleet.public_url}
+        headers = {"Authorization": f"Bearer {self._secret}"}
+        try:
+            async with httpx.AsyncClient(headers=headers, timeout=PREPARE_TIMEOUT_S) as http:
+                answer = await http.post(
+                    f"{url}{PREFIX}/{quote(space_id, safe='')}/prepare", json=body
+                )
+        except httpx.HTTPError as exc:
+            problem = repr(exc)
+        else:
+            problem = "" if answer.status_code == 200 else answer.text[:300]
+        if problem:
+            # It copies all of it at the handover instead: slower, as good.
+            log.warning(
+                "drain_copy_not_prepared",
+                extra={"fields": {"space_id": space_id, "to": url, "error": problem}},
+            )
 
     async def _hand_to(self, url: str, space_id: str, next_msn: int) -> bool:
         body = {"source": self._fleet.public_url, "next_msn": next_msn}

@@ -43,6 +43,11 @@ def node_load(context: Context) -> dict[str, Any]:
     }
 
 
+_DRAIN_PROBLEM: dict[int | str, dict[str, Any]] = {
+    code: {"content": {"application/problem+json": {}}} for code in (401, 403, 404, 409, 503)
+}
+
+
 def _node(
     node: Node, now: float, draining: dict[str, float], spaces: list[str] | None = None
 ) -> dict[str, Any]:
@@ -97,7 +102,7 @@ async def fleet(context: Ctx, user: CurrentUser) -> dict[str, Any]:
     }
 
 
-@router.post("/fleet/nodes/{node_id}/drain", status_code=202, responses=_PROBLEM)
+@router.post("/fleet/nodes/{node_id}/drain", status_code=202, responses=_DRAIN_PROBLEM)
 async def drain(node_id: str, context: Ctx, user: CurrentUser) -> dict[str, Any]:
     """Drain a media node: no new space goes to it, and it hands each of its spaces to
     another media node, with no gap. Answers at once, with the spaces it has now; the
@@ -123,7 +128,7 @@ async def drain(node_id: str, context: Ctx, user: CurrentUser) -> dict[str, Any]
     return {"node": node_id, "draining": True, "spaces": placement.leased(shared, node_id) or []}
 
 
-@router.delete("/fleet/nodes/{node_id}/drain", responses=_PROBLEM)
+@router.delete("/fleet/nodes/{node_id}/drain", responses=_DRAIN_PROBLEM)
 async def undrain(node_id: str, context: Ctx, user: CurrentUser) -> dict[str, Any]:
     """Cancel a drain: the node takes spaces again (those it handed over stay where they
     went)."""

@@ -25,7 +25,9 @@ from fleetnodes import (
     lease,
     live_space_with_guest,
     manifest_parts,
+    power_cut,
     speakers_on,
+    start_space,
 )
 from harness import Server, make_account
 from media_signal import RATE, decode, has_tones, loud_spans, tone_wav
@@ -219,3 +221,44 @@ def test_draining_a_media_node_moves_its_live_space_with_no_gap(
     assert taken_on["fetched_at_handover"] <= 12 < taken_on["parts"], taken_on
     for node in [other, *fleet.web]:
         assert not any("Traceback" in line for line in node.stderr_lines), node.stderr_lines
+
+
+@pytest.mark.timeout(300)
+def test_a_drain_whose_other_node_dies_leaves_the_space_on_air_with_no_gap(
+    fleet: Fleet, redis_server: Redis
+) -> None:
+    host = make_account(fleet.web[0], "drain_fault_host")
+    placed = start_space(fleet, redis_server.url, host.token, "Drain fault")
+    space_id, holder = placed.space_id, placed.holder
+    holder_name = lease(redis_server.url, space_id)["node"]
+    own = holder.data_dir / "recordings" / space_id / "manifest.jsonl"
+    eventually(lambda: len(manifest_parts(own)) >= 16, within=30)
+    # The only node the space could go to dies just as the drain is asked.
+    power_cut(placed.other)
+    with fleet.web[0].client(fleet.owner) as api:
+        asked = api.post(f"/api/v1/admin/fleet/nodes/{holder_name}/drain")
+        assert asked.status_code == 202, asked.text
+    # The node stops its room at the segment's end, hands the lease over, hears nothing
+    # back, takes the lease back and goes on, on the program's clock; or, if it sees
+    # first that the other node stopped beating, stops nothing at all.
+    events = ("drain_handover_failed", "drain_target_gone", "drain_no_other_node")
+    eventually(lambda: any(e in line for line in holder.stderr_lines for e in events), 30)
+    eventually(lambda: lease(redis_server.url, space_id).get("node") == holder_name, 15)
+    made = len(manifest_parts(own))
+    eventually(lambda: len(manifest_parts(own)) >= made + 16, within=30)
+    print([line for line in holder.stderr_lines if any(e in line for e in events)][:1])
+
+    lines = [json.loads(line) for line in own.read_text().splitlines()]
+    assert "gap" not in [line["kind"] for line in lines], "nothing lost: no gap"
+    parts = manifest_parts(own)
+    for before, after in itertools.pairwise(parts):
+        assert int(str(after["pts"])) == int(str(before["pts"])) + int(str(before["duration"]))
+    for web in fleet.web:
+        playlist = httpx.get(f"{web.url}/hls/{space_id}/live.m3u8", timeout=10).text
+        assert "#EXT-X-GAP" not in playlist
+        assert "#EXT-X-DISCONTINUITY" not in playlist
+    with fleet.web[0].client(host.token) as api:
+        state = api.get(f"/api/v1/spaces/{space_id}/state").json()
+        assert state["recording"] == "ok", state
+        assert state["interruption"] is None, state
+        assert api.post(f"/api/v1/spaces/{space_id}/end").status_code == 200

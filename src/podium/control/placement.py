@@ -194,6 +194,18 @@ class Leases:
         self._released[space_id] = time.monotonic()  # not this node's to renew now
         return Lease(space_id, node, int(token), mine=False)
 
+    def reclaim(self, space_id: str, node: str) -> Lease | None:
+        """Take back a lease handed to ``node`` that did not take the space on (it died, or
+        refused), if ``node`` holds it still: the lease this node holds now, or None."""
+        keys = [_key(space_id), _held_by(node), _held_by(self.node), _TOKENS]
+        token = self._fleet.call(
+            lambda client: self._give(keys=keys, args=[node, self.node, self._ttl_ms, space_id])
+        )
+        if token is None:
+            return None
+        self._released.pop(space_id, None)
+        return Lease(space_id, self.node, int(token), mine=True)
+
     def release(self, space_id: str) -> None:
         self._released[space_id] = time.monotonic()
         keys = [_key(space_id), _held_by(self.node)]

@@ -20,8 +20,10 @@ would choose (:class:`Drainer`):
    and that span is marked lost instead). Web nodes follow the program there; speakers,
    whose sessions ended with the old room, publish again through the space's WHIP URL.
 
-If the other node cannot go on with the space, it gives the lease up and this node goes on
-itself, in the same way; the next try is :data:`RETRY_AFTER_S` later.
+If the other node cannot go on with the space (it refuses, dies, does not answer in
+:data:`TAKE_TIMEOUT_S`), the lease comes back (it gives it up, or this node takes it back
+while the other still holds it) and this node goes on itself, in the same way; the next
+try is :data:`RETRY_AFTER_S` later.
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ from podium.segment.names import part_name
 from podium.web.context import Context, get_context
 from podium.web.internal import authenticated
 from podium.web.replicas import PREFIX as REPLICA_PREFIX
-from podium.web.takeover import FETCH_TIMEOUT_S, gather
+from podium.web.takeover import ALIVE_S, FETCH_TIMEOUT_S, gather
 
 log = logging.getLogger("podium.media")
 
@@ -59,10 +61,11 @@ PREFIX = "/internal/media/handover"
 RETRY_AFTER_S = 10.0
 # Where a node keeps the copy of a recording it is about to be handed (under data_dir).
 STAGING_DIR = "handover"
-# How long copying a recording beforehand may take (hours of it, on a slow disk).
-PREPARE_TIMEOUT_S = 600.0
-# How long the node handing a space over waits for the other to have it on air.
-TAKE_TIMEOUT_S = 30.0
+# How long copying a recording beforehand may take (hours of it: 7 s an hour here).
+PREPARE_TIMEOUT_S = 120.0
+# How long the node handing a space over waits for the other to have it on air (0.1 s
+# here with the copy made beforehand); past it, this node goes on if the lease is free.
+TAKE_TIMEOUT_S = 10.0
 Ctx = Annotated[Context, Depends(get_context)]
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False, dependencies=[Depends(authenticated)])
@@ -257,6 +260,12 @@ class Drainer:
         began = time.monotonic()
         try:
             await self._prepare(urls[target], space_id)
+            if not self._alive(target):
+                # It stopped beating while it copied: stop nothing, choose again later.
+                log.error(
+                    "drain_target_gone", extra={"fields": {"space_id": space_id, "to": target}}
+                )
+                return None
             try:
                 next_msn = await media.hand_over_room(space_id)
             except PodiumError as exc:
@@ -271,6 +280,8 @@ class Drainer:
                 await self._go_on_here(space_id)
                 return None
             if not await self._hand_to(urls[target], space_id, next_msn):
+                # Unless it took the space on after all, the lease comes back here.
+                self._leases.reclaim(space_id, target)
                 await self._go_on_here(space_id)
                 return None
         finally:
@@ -289,6 +300,11 @@ class Drainer:
             },
         )
         return target
+
+    def _alive(self, node_id: str) -> bool:
+        wall = clock.now()
+        nodes = self._fleet.nodes(wall) or []
+        return any(n.id == node_id and wall - n.seen_at < ALIVE_S for n in nodes)
 
     async def _prepare(self, url: str, space_id: str) -> None:
         """Have the other node copy the recording so far, while the room runs on here

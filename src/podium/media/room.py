@@ -25,7 +25,7 @@ from podium.mixer.mixer import Mixer
 from podium.origin import feed
 from podium.pcm import SAMPLE_RATE, TICK_SAMPLES, PcmFrame
 from podium.record.export import export_m4a
-from podium.record.manifest import GapLine, PartLine, init_line
+from podium.record.manifest import GapLine, init_line
 from podium.record.recorder import Recorded, Recorder
 from podium.segment.cadence import Cadence
 from podium.segment.fmp4 import init_segment
@@ -101,20 +101,17 @@ class Room:
             self.recorder.begin(init, init_line(init, cadence, CHANNELS, now))
             self._publish(feed.Began(self.space_id, init, cadence, 0, resumed=False))
             return
-        tail = recorded.entries[-1]
-        if seamless and isinstance(tail, PartLine) and tail.closes_segment:
-            end_pdt = tail.pdt + Fraction(tail.duration, SAMPLE_RATE)
-            if now - end_pdt <= MAX_CATCH_UP_SECONDS:
-                self._go_on(recorded, cadence)
-                return
-            # Handed over too late to catch up with silence honestly: the span is lost,
-            # and marked as such, as after a restart.
-        # A restart after a crash: the media between the last durable part and now is
-        # lost. Mark it with a gap segment and carry on later on the same timeline, so
-        # timestamps keep increasing for players that ignore discontinuities.
         last = recorded.parts[-1]
         end_pts = last.pts + last.duration
         end_pdt = last.pdt + Fraction(last.duration, SAMPLE_RATE)
+        handed_over = recorded.entries[-1] is last and last.closes_segment
+        if seamless and handed_over and now - end_pdt <= MAX_CATCH_UP_SECONDS:
+            self._go_on(recorded, cadence, end_pts, end_pdt)
+            return
+        # A restart after a crash (or a handover too late to catch up with silence
+        # honestly): the media between the last durable part and now is lost. Mark it
+        # with a gap segment and carry on later on the same timeline, so timestamps keep
+        # increasing for players that ignore discontinuities.
         lost = max(1, math.ceil((now - end_pdt) * SAMPLE_RATE))
         gap = GapLine(recorded.next_msn, min(lost, cadence.segment_target), end_pdt)
         # The encoder's first unit comes PRIMING samples before its first input sample;
@@ -143,13 +140,11 @@ class Room:
             },
         )
 
-    def _go_on(self, recorded: Recorded, cadence: Cadence) -> None:
-        """Carry on a program handed over at the end of a segment: from the next segment,
-        on the program's own clock, nothing lost. Started late, the clock catches up
-        (the ticks it missed are silence: no speaker could be here yet)."""
-        last = recorded.parts[-1]
-        end_pts = last.pts + last.duration
-        end_pdt = last.pdt + Fraction(last.duration, SAMPLE_RATE)
+    def _go_on(self, recorded: Recorded, cadence: Cadence, end_pts: int, end_pdt: Fraction) -> None:
+        """Carry on a program handed over at the end of a segment (its last part ends at
+        ``end_pts``, ``end_pdt``): from the next segment, on the program's own clock,
+        nothing lost. Started late, the clock catches up (the ticks it missed are
+        silence: no speaker could be here yet)."""
         # The encoder's first unit comes PRIMING samples before its first input sample:
         # the mixer starts that much later, so that the first unit starts at end_pts.
         start_pts = end_pts + PRIMING

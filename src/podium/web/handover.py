@@ -52,8 +52,7 @@ from podium.record.recorder import MANIFEST_FILE, Recorder, fsync_dir
 from podium.segment.names import part_name
 from podium.web.context import Context, get_context
 from podium.web.internal import authenticated
-from podium.web.replicas import PREFIX as REPLICA_PREFIX
-from podium.web.takeover import ALIVE_S, FETCH_TIMEOUT_S, gather
+from podium.web.takeover import ALIVE_S, gather, replica_base, replica_client
 
 log = logging.getLogger("podium.media")
 
@@ -164,10 +163,9 @@ def _catch_up(
     ``directory`` as it was) if there is no such copy or it does not match. Blocking."""
     if not (staging / MANIFEST_FILE).is_file():
         return None
-    base = f"{REPLICA_PREFIX}/{quote(space_id, safe='')}"
-    headers = {"Authorization": f"Bearer {secret}"}
+    base = replica_base(space_id)
     try:
-        with httpx.Client(headers=headers, timeout=FETCH_TIMEOUT_S) as http:
+        with replica_client(secret) as http:
             answer = http.get(f"{source}{base}/manifest.jsonl")
             answer.raise_for_status()
             copy = assemble.read_manifest(source, answer.content)
@@ -210,7 +208,6 @@ class Drainer:
         self._draining = False
         # The spaces being handed over now: not this node's to take back meanwhile.
         self.moving: set[str] = set()
-        self.handed_over = 0
 
     def check(self, running: list[str]) -> None:
         """If this node is being drained, hand its rooms over, one after the other."""
@@ -286,7 +283,6 @@ class Drainer:
                 return None
         finally:
             self.moving.discard(space_id)
-        self.handed_over += 1
         log.warning(
             "space_handed_over",
             extra={
@@ -306,53 +302,46 @@ class Drainer:
         nodes = self._fleet.nodes(wall) or []
         return any(n.id == node_id and wall - n.seen_at < ALIVE_S for n in nodes)
 
+    async def _post(
+        self, url: str, body: dict[str, object], limit_s: float
+    ) -> tuple[int | None, str]:
+        """POST ``body`` to another media node's handover API: its status (None if it
+        could not be reached) and what it said (or what went wrong)."""
+        headers = {"Authorization": f"Bearer {self._secret}"}
+        try:
+            async with httpx.AsyncClient(headers=headers, timeout=limit_s) as http:
+                answer = await http.post(url, json=body)
+        except httpx.HTTPError as exc:
+            return None, repr(exc)
+        return answer.status_code, answer.text[:300]
+
     async def _prepare(self, url: str, space_id: str) -> None:
         """Have the other node copy the recording so far, while the room runs on here
         (a long space's copy takes a while); at the handover it fetches only the rest."""
-        body = {"source": self._fleet.public_url}
-        headers = {"Authorization": f"Bearer {self._secret}"}
-        try:
-            async with httpx.AsyncClient(headers=headers, timeout=PREPARE_TIMEOUT_S) as http:
-                answer = await http.post(
-                    f"{url}{PREFIX}/{quote(space_id, safe='')}/prepare", json=body
-                )
-        except httpx.HTTPError as exc:
-            problem = repr(exc)
-        else:
-            problem = "" if answer.status_code == 200 else answer.text[:300]
-        if problem:
+        status, said = await self._post(
+            f"{url}{PREFIX}/{quote(space_id, safe='')}/prepare",
+            {"source": self._fleet.public_url},
+            PREPARE_TIMEOUT_S,
+        )
+        if status != 200:
             # It copies all of it at the handover instead: slower, as good.
             log.warning(
                 "drain_copy_not_prepared",
-                extra={"fields": {"space_id": space_id, "to": url, "error": problem}},
+                extra={"fields": {"space_id": space_id, "to": url, "error": said}},
             )
 
     async def _hand_to(self, url: str, space_id: str, next_msn: int) -> bool:
-        body = {"source": self._fleet.public_url, "next_msn": next_msn}
-        headers = {"Authorization": f"Bearer {self._secret}"}
-        try:
-            async with httpx.AsyncClient(headers=headers, timeout=TAKE_TIMEOUT_S) as http:
-                answer = await http.post(f"{url}{PREFIX}/{quote(space_id, safe='')}", json=body)
-        except httpx.HTTPError as exc:
-            log.error(
-                "drain_handover_failed",
-                extra={"fields": {"space_id": space_id, "to": url, "error": repr(exc)}},
-            )
-            return False
-        if answer.status_code != 204:
-            log.error(
-                "drain_handover_refused",
-                extra={
-                    "fields": {
-                        "space_id": space_id,
-                        "to": url,
-                        "status": answer.status_code,
-                        "detail": answer.text[:300],
-                    }
-                },
-            )
-            return False
-        return True
+        status, said = await self._post(
+            f"{url}{PREFIX}/{quote(space_id, safe='')}",
+            {"source": self._fleet.public_url, "next_msn": next_msn},
+            TAKE_TIMEOUT_S,
+        )
+        if status == 204:
+            return True
+        fields = {"space_id": space_id, "to": url, "status": status, "detail": said}
+        event = "drain_handover_failed" if status is None else "drain_handover_refused"
+        log.error(event, extra={"fields": fields})
+        return False
 
     async def _go_on_here(self, space_id: str) -> None:
         """The handover failed: go on with the space here if its lease is free again (or

@@ -137,13 +137,22 @@ class Takeover:
         )
 
 
+def replica_base(space_id: str) -> str:
+    """The path of a space's copy on another node (:mod:`podium.web.replicas`)."""
+    return f"{PREFIX}/{quote(space_id, safe='')}"
+
+
+def replica_client(secret: str) -> httpx.Client:
+    """A client for other nodes' copies, with the fleet's secret."""
+    return httpx.Client(headers={"Authorization": f"Bearer {secret}"}, timeout=FETCH_TIMEOUT_S)
+
+
 def gather(copies: list[str], secret: str, space_id: str, directory: Path, leases: Leases) -> int:
     """Put the space's recording together in ``directory`` from the web nodes' copies at
     ``copies`` (their base URLs); returns how many parts it holds. Blocking: run it in a
     thread."""
-    base = f"{PREFIX}/{quote(space_id, safe='')}"
-    headers = {"Authorization": f"Bearer {secret}"}
-    with httpx.Client(headers=headers, timeout=FETCH_TIMEOUT_S) as http:
+    base = replica_base(space_id)
+    with replica_client(secret) as http:
         found: list[assemble.Copy] = []
         for url in copies:
             try:

@@ -353,7 +353,13 @@ async def _take_back(context: Context, leases: Leases, running: list[str]) -> No
         mine = context.spaces.live_ids(context.media_node)
     except StorageError:
         return
-    for space_id in sorted(set(mine) - set(running)):
+    missing = set(mine) - set(running) - context.arriving
+    if missing:  # the rooms were listed earlier this round: one may have started since
+        now_running = await _media_rooms(context)
+        if now_running is None:
+            return
+        missing -= set(now_running)
+    for space_id in sorted(missing - context.arriving):
         lease = leases.hold(space_id)
         if lease is None or not lease.mine:
             continue

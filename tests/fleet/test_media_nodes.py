@@ -5,7 +5,9 @@ a space's lease stops writing it at once (fenced), taking it back only once it i
 from __future__ import annotations
 
 import asyncio
+import json
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -130,10 +132,27 @@ def test_spaces_are_placed_by_load_and_heard_through_any_web_node(
         url = f"{fleet.web[0].url}/hls/{space_id}/replay.m4a"
         eventually(lambda url=url: httpx.get(url, timeout=10).status_code == 200)
         original = httpx.get(f"{recorded_by.url}/hls/{space_id}/replay.m4a", timeout=30)
-        assert httpx.get(url, timeout=30).content == original.content
+        served = httpx.get(url, timeout=30).content
+        assert served == original.content, _copies_differ(fleet, recorded_by, space_id)
         assert lease(redis_server.url, space_id) == {}  # given up with the room
     for node in [*fleet.media_nodes, *fleet.web]:
         assert not any("Traceback" in line for line in node.stderr_lines), node.stderr_lines
+
+
+def _copies_differ(fleet: Fleet, recorded_by: Server, space_id: str) -> str:
+    """Why a web node's replay is not the recording node's: their manifests side by side."""
+    lines = []
+    for name, manifest in [
+        (recorded_by.url, recorded_by.data_dir / "recordings" / space_id / "manifest.jsonl"),
+        *((web.url, web.data_dir / "replicas" / space_id / "manifest.jsonl") for web in fleet.web),
+    ]:
+        if manifest.exists():
+            kinds = Counter(json.loads(line)["kind"] for line in manifest.read_text().splitlines())
+            lines.append(f"{name}: {dict(kinds)}")
+        else:
+            lines.append(f"{name}: no manifest")
+    degraded = [line for line in recorded_by.stderr_lines if "recording_degraded" in line]
+    return "\n".join([*lines, *degraded[:3]])
 
 
 def _manifest_size(path: Path) -> int:

@@ -61,7 +61,10 @@ def _keep_all(replicas: Replicas, events: list[feed.Event]) -> list[tuple[feed.E
         for event in events:
 
             def then(event: feed.Event = event) -> None:
-                text = manifest.read_text() if manifest.exists() else ""
+                try:
+                    text = manifest.read_text()
+                except FileNotFoundError:  # not begun yet, or an ended copy put aside
+                    text = ""
                 handed.append((event, text.count('"part"')))
                 if len(handed) == len(events):
                     done.set()

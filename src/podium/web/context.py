@@ -54,6 +54,9 @@ class Context:
     writes_by_client: RateLimiter = field(init=False)
     # A media node's leases on the spaces it runs (None on any other node).
     leases: Leases | None = None
+    # The spaces a media node is taking on now (handed over, or taken over): their room
+    # is about to start here, so nothing else starts it meanwhile.
+    arriving: set[str] = field(default_factory=set)
 
 
 async def get_context(request: Request) -> Context:

@@ -117,6 +117,7 @@ async def take(space_id: str, body: HandOver, context: Ctx) -> Response:
     source = body.source.rstrip("/")
     secret = context.settings.media_secret.value
     directory = context.origin.recordings / space_id
+    context.arriving.add(space_id)
     try:
         staging = _staging(context, space_id)
         fetched = await asyncio.to_thread(_catch_up, source, secret, space_id, staging, directory)
@@ -140,6 +141,8 @@ async def take(space_id: str, body: HandOver, context: Ctx) -> Response:
             extra={"fields": {"space_id": space_id, "error": repr(exc)}},
         )
         raise
+    finally:
+        context.arriving.discard(space_id)
     log.warning(
         "space_taken_on",
         extra={

@@ -108,6 +108,7 @@ class Takeover:
             return
         began = time.monotonic()
         directory = context.origin.recordings / space_id
+        context.arriving.add(space_id)
         try:
             parts = await asyncio.to_thread(
                 gather, copies, self._secret, space_id, directory, self._leases
@@ -122,6 +123,8 @@ class Takeover:
                 extra={"fields": {"space_id": space_id, "error": repr(exc)}},
             )
             return
+        finally:
+            context.arriving.discard(space_id)
         self.taken += 1
         self._free_since.pop(space_id, None)
         log.warning(

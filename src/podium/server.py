@@ -42,7 +42,7 @@ from podium.media.link import MediaLink
 from podium.media.replica import Replicas
 from podium.origin.origin import Origin
 from podium.origin.routes import Upstream
-from podium.web import handover, internal, replicas
+from podium.web import archive, handover, internal, replicas
 from podium.web.admission import Gate
 from podium.web.app import create_app
 from podium.web.context import Context, signing_key
@@ -214,6 +214,7 @@ def build(settings: Settings) -> tuple[FastAPI, Context, bool]:
             live_spaces=resumable,
             log_format=settings.log_format,
             log_level=settings.log_level,
+            exported=lambda space_id: archive.replay_written(context, space_id),
         )
         media.node = media_node
     context = Context(

@@ -24,7 +24,7 @@ from podium.errors import StorageError
 from services import Postgres
 
 FIXTURES = Path(__file__).parent / "fixtures"
-HEAD = "0003"
+HEAD = "0004"
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -17,7 +18,7 @@ import pytest
 import redis
 
 from fleetnodes import Fleet, eventually, lease, start_fleet, start_space
-from harness import Server, make_account
+from harness import PODIUM, Server, make_account
 from media_signal import RATE, decode, peak_hz
 from podium.clients.speak import ToneSource, speak
 from services import Postgres, Redis
@@ -134,6 +135,20 @@ def test_spaces_are_placed_by_load_and_heard_through_any_web_node(
         original = httpx.get(f"{recorded_by.url}/hls/{space_id}/replay.m4a", timeout=30)
         served = httpx.get(url, timeout=30).content
         assert served == original.content, _copies_differ(fleet, recorded_by, space_id)
+        # Sealed where it was recorded; checked through a web node, by its page's address.
+        checked = subprocess.run(
+            [*PODIUM, "verify", f"{fleet.web[1].url}/s/{space_id}"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert checked.returncode == 0, (checked.stdout, checked.stderr)
+        assert "byte for byte" in checked.stdout
+        # Its episode, in the host's feed on any web node, gives the replay's true size.
+        feed = f"{fleet.web[2].url}/hosts/{host.handle}/feed.xml"
+        enclosure = f'url="{fleet.web[2].url}/hls/{space_id}/replay.m4a" length="{len(served)}"'
+        eventually(lambda feed=feed, enclosure=enclosure: enclosure in httpx.get(feed).text)
         assert lease(redis_server.url, space_id) == {}  # given up with the room
     for node in [*fleet.media_nodes, *fleet.web]:
         assert not any("Traceback" in line for line in node.stderr_lines), node.stderr_lines

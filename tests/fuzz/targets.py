@@ -30,6 +30,7 @@ with atheris.instrument_imports(include=["podium"]):
     from podium.control.lifecycle import Action as SpaceAction
     from podium.errors import InvalidInput, Unauthenticated
     from podium.ingest import sdp
+    from podium.record import archive
     from podium.segment import Cadence, Part, Timeline
     from podium.segment.blocking import Action, decide_query
     from podium.web.joinpath import JOIN_PATH, JoinFastPath
@@ -340,6 +341,59 @@ def join(data: bytes) -> None:
         assert document["status"] in {"admitted", "replay", "queued"}, document
 
 
+_ARCHIVE_KEY = archive.Ed25519PrivateKey.from_private_bytes(KEY)
+
+
+def _genuine_archive() -> str:
+    entries: list[dict[str, object]] = [
+        {
+            "kind": "part",
+            "msn": 0,
+            "index": n,
+            "pts": n * 12_288,
+            "duration": 12_288,
+            "pdt": str(int(NOW) + n),
+            "size": 100,
+            "sha256": "a" * 64,
+            "frames": 12,
+            "audio_sha256": f"{n:064x}",
+        }
+        for n in range(3)
+    ]
+    entries.append(
+        {"kind": "gap", "msn": 1, "duration": 98_304, "pdt": "1800000003", "reason": "r"}
+    )
+    document = archive.build(
+        SPACE, "b" * 64, 48_000, Fraction(int(NOW)), entries, None, _ARCHIVE_KEY, "http://x", NOW
+    )
+    return json.dumps(document)
+
+
+GENUINE_ARCHIVE = _genuine_archive()
+TRUSTED = [archive.public_bytes(_ARCHIVE_KEY.public_key())]
+
+
+def archive_document(data: bytes) -> None:
+    """A signed archive as ``podium verify`` reads it: checked, or ArchiveError; a changed
+    genuine archive never checks out unless it reads as the same document; and the CMAF
+    part reader gives frames or ArchiveError."""
+    provider = atheris.FuzzedDataProvider(data)
+    text = _tampered(provider, GENUINE_ARCHIVE)
+    try:
+        document = archive.load(text.encode("utf-8", "surrogatepass"))
+        report = archive.check_archive(document, TRUSTED)
+        report.words()
+    except archive.ArchiveError:
+        pass
+    else:
+        # A signature's last character has bits base64 leaves unused: the same signature.
+        document["signature"] = archive.b64(archive.unb64(document["signature"]))
+        if report.unedited and document != json.loads(GENUINE_ARCHIVE):
+            raise AssertionError(f"a changed archive checks out: {text!r}")
+    with contextlib.suppress(archive.ArchiveError):
+        archive.part_audio(data)
+
+
 TARGETS: dict[str, Callable[[bytes], None]] = {
     "join": join,
     "sdp_offer": sdp_offer,
@@ -350,6 +404,7 @@ TARGETS: dict[str, Callable[[bytes], None]] = {
     "ticket": ticket,
     "invite": invite,
     "proof_of_work": proof_of_work,
+    "archive": archive_document,
 }
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from harness import Server, start_server
+from harness import PODIUM, Server, start_server
 from media_signal import RATE, decode, loud_spans, peak_hz
 from podium.clients.listen import listen
 from podium.clients.speak import ToneSource, speak
@@ -97,6 +97,19 @@ def test_kill_9_mid_space_then_restart_recovers_everything_durable(tmp_path: Pat
         assert peak_hz(first_tone[RATE // 4 : -RATE // 4]) == pytest.approx(1000, abs=5)
         assert peak_hz(last_tone[RATE // 4 : -RATE // 4]) == pytest.approx(2000, abs=5)
         assert len(first_tone) / RATE > 3.0
+        # Sealed as it ended: podium verify finds it unedited, with the crash's gap named.
+        replay_url = f"{second.url}/hls/{space['id']}/replay.m4a"
+        archive_url = replay_url.replace("replay.m4a", "archive.json")
+        deadline = time.monotonic() + 30
+        while httpx.get(archive_url).status_code != 200 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        checked = subprocess.run(
+            [*PODIUM, "verify", replay_url], capture_output=True, text=True, timeout=120
+        )
+        assert checked.returncode == 0, (checked.stdout, checked.stderr)
+        assert checked.stdout.startswith("UNEDITED"), checked.stdout
+        assert "The recording itself has 1 gap(s):" in checked.stdout
+        assert "the recording was interrupted here" in checked.stdout
     finally:
         second.stop()
 

@@ -22,6 +22,7 @@ from urllib.parse import quote
 
 from podium import __version__
 from podium.cli import load as load_cli
+from podium.cli import verify as verify_cli
 from podium.clients.api import ApiClient, Credential
 from podium.errors import ClientError, InvalidInput, PodiumError
 
@@ -207,6 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
     listen.add_argument("--json", action="store_true", help="print the report as JSON")
     listen.set_defaults(handler=_listen)
     load_cli.add_parser(commands)
+    verify_cli.add_parser(commands)
 
     admission = commands.add_parser(
         "admission", help="admission on a node: limits, load shedding, proof of work (admin)"

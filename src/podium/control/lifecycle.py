@@ -57,6 +57,10 @@ class Space:
     created_at: float
     started_at: float | None = None
     ended_at: float | None = None
+    in_feed: bool = True
+    # The replay file's size in bytes and duration in seconds, once it is written.
+    replay_bytes: int | None = None
+    replay_seconds: float | None = None
 
 
 def apply(space: Space, action: Action, actor_id: str, now: float) -> Space:

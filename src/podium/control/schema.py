@@ -8,6 +8,8 @@ Times are seconds since the epoch as floating point; ids are random text.
 from __future__ import annotations
 
 from sqlalchemy import (
+    BigInteger,
+    Boolean,
     Column,
     Double,
     ForeignKey,
@@ -17,6 +19,7 @@ from sqlalchemy import (
     MetaData,
     Table,
     Text,
+    true,
 )
 
 metadata = MetaData()
@@ -70,6 +73,11 @@ spaces = Table(
     Column("ended_at", Double),
     # The node whose media worker runs the room (a fleet); NULL: whichever node is alone.
     Column("media_node", Text),
+    # Whether the space is an item of the podcast feeds (its host may keep it out).
+    Column("in_feed", Boolean, nullable=False, server_default=true()),
+    # The replay file's size and duration, once it is written (the feeds' enclosures).
+    Column("replay_bytes", BigInteger),
+    Column("replay_seconds", Double),
     Index("spaces_status", "status", "created_at"),
 )
 

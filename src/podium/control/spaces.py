@@ -15,6 +15,8 @@ from podium.errors import InvalidInput, NotFound
 TITLE_MAX = 120
 DESCRIPTION_MAX = 2000
 LIST_LIMIT_MAX = 200
+# The items of a podcast feed: the latest spaces, as podcast feeds usually carry.
+FEED_LIMIT = 100
 # How old a space read for a listener's join may be (a status changed on another node is
 # seen this much later here), and how many such reads a node keeps.
 CACHE_S = 1.0
@@ -33,6 +35,9 @@ def _space(row: Record) -> Space:
         created_at=fields["created_at"],
         started_at=fields["started_at"],
         ended_at=fields["ended_at"],
+        in_feed=bool(fields["in_feed"]),
+        replay_bytes=fields["replay_bytes"],
+        replay_seconds=fields["replay_seconds"],
     )
 
 
@@ -79,6 +84,8 @@ class Spaces:
         description: str,
         scheduled_start: float | None,
         now: float,
+        *,
+        in_feed: bool = True,
     ) -> Space:
         title = title.strip()
         if not 1 <= len(title) <= TITLE_MAX:
@@ -95,6 +102,7 @@ class Spaces:
             status=SpaceStatus.SCHEDULED,
             scheduled_start=scheduled_start,
             created_at=now,
+            in_feed=in_feed,
         )
         with self._db.transaction() as conn:
             conn.execute(
@@ -106,6 +114,7 @@ class Spaces:
                     status=space.status.value,
                     scheduled_start=scheduled_start,
                     created_at=now,
+                    in_feed=in_feed,
                 )
             )
         return space
@@ -176,6 +185,41 @@ class Spaces:
             select(c.id).where(c.id.in_(space_ids), c.status != SpaceStatus.LIVE.value)
         )
         return [row[0] for row in rows]
+
+    def feed(self, host_id: str | None, limit: int = FEED_LIMIT) -> list[Space]:
+        """The spaces of a podcast feed (one host's, or everyone's for ``None``): those let
+        into the feeds that have not been cancelled, the latest first (by when they
+        ended, went live, or are to start)."""
+        c = spaces.c
+        latest = func.coalesce(c.ended_at, c.started_at, c.scheduled_start, c.created_at)
+        statement = select(spaces).where(
+            c.in_feed.is_(True), c.status != SpaceStatus.CANCELLED.value
+        )
+        if host_id is not None:
+            statement = statement.where(c.host_id == host_id)
+        rows = self._db.query(statement.order_by(latest.desc()).limit(limit))
+        return [_space(r) for r in rows]
+
+    def set_in_feed(self, space_id: str, in_feed: bool) -> Space:
+        """Let a space into the podcast feeds, or keep it out."""
+        with self._db.transaction() as conn:
+            done = conn.execute(
+                update(spaces).where(spaces.c.id == space_id).values(in_feed=in_feed)
+            )
+            if done.rowcount == 0:
+                raise NotFound(f"no space with id {space_id!r}")
+        self.forget(space_id)
+        return self.get(space_id)
+
+    def set_replay(self, space_id: str, size: int, seconds: float) -> None:
+        """Record the replay file's size and duration, once it is written (from any
+        thread: the cached reads, which do not show them, are left as they are)."""
+        with self._db.transaction() as conn:
+            conn.execute(
+                update(spaces)
+                .where(spaces.c.id == space_id)
+                .values(replay_bytes=size, replay_seconds=seconds)
+            )
 
     def count_by_status(self) -> dict[SpaceStatus, int]:
         counts = dict.fromkeys(SpaceStatus, 0)

@@ -65,11 +65,14 @@ class MediaLink:
         live_spaces: Callable[[], list[str]],
         log_format: str = "json",
         log_level: str = "info",
+        exported: Callable[[str], None] | None = None,
     ) -> None:
         self.socket = runtime_dir / "media.sock"
         self.recordings = recordings
         self.origin = origin
         self._live_spaces = live_spaces
+        # Told of each space whose replay file the worker wrote (its id).
+        self._exported = exported
         self._log_args = ["--log-format", log_format, "--log-level", log_level]
         self._process: asyncio.subprocess.Process | None = None
         self._client: httpx.AsyncClient | None = None
@@ -153,6 +156,8 @@ class MediaLink:
                     event = feed.parse(raw)
                     self.origin.apply(event)
                     self.fanout.publish(event, raw)
+                    if isinstance(event, feed.Exported) and event.ok and self._exported:
+                        self._exported(event.space_id)
                 except Exception:
                     # One bad event must not take the web process down with it.
                     log.exception("feed_event_failed", extra={"fields": {"line": line[:200]}})

@@ -63,3 +63,20 @@ def _remux(program: io.BytesIO, target: Path) -> None:
                 next_dts += packet.duration
                 packet.stream = out
                 sink.mux(packet)
+
+
+def replay_facts(directory: Path) -> tuple[int, float] | None:
+    """The replay file's size in bytes and duration in seconds, or None if it is not
+    there (not written yet, or it could not be)."""
+    target = directory / EXPORT_FILE
+    try:
+        size = target.stat().st_size
+        with av.open(str(target), "r") as replay:
+            audio = replay.streams.audio[0]
+            if audio.duration is not None and audio.time_base is not None:
+                seconds = float(audio.duration * audio.time_base)
+            else:
+                seconds = (replay.duration or 0) / av.time_base
+    except (OSError, av.FFmpegError, IndexError):
+        return None
+    return size, seconds

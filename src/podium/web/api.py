@@ -13,6 +13,7 @@ from podium.control.accounts import Session, TokenInfo, User, hash_password
 from podium.control.fleet import RateLimiter
 from podium.control.lifecycle import Action, Space, SpaceStatus, apply
 from podium.errors import Forbidden, InvalidInput, NotFound, RateLimited, Unauthenticated
+from podium.web import feeds
 from podium.web.auth import (
     CSRF_COOKIE,
     SESSION_COOKIE,
@@ -32,6 +33,7 @@ from podium.web.schemas import (
     NewUser,
     SessionOut,
     SignIn,
+    SpaceChange,
     SpaceList,
     SpaceOut,
     TokenList,
@@ -91,6 +93,8 @@ def space_out(context: Context, space: Space) -> SpaceOut:
         state_url=f"{base}/api/v1/spaces/{space.id}/state",
         recording="off" if program is None else program.recording,
         recording_detail="" if program is None else program.recording_reason,
+        in_feed=space.in_feed,
+        feed_url=feeds.host_feed_url(base, host),
     )
 
 
@@ -248,7 +252,9 @@ async def create_space(body: NewSpace, user: CurrentUser, context: Ctx) -> Space
         if body.scheduled_start.tzinfo is None:
             raise InvalidInput("scheduled_start: give a UTC offset, e.g. 2026-12-01T18:00:00Z")
         start = body.scheduled_start.timestamp()
-    space = context.spaces.create(user.id, body.title, body.description, start, clock.now())
+    space = context.spaces.create(
+        user.id, body.title, body.description, start, clock.now(), in_feed=body.in_feed
+    )
     context.rooms.ensure(space.id, person_of_user(user.id), user.display_name)
     return space_out(context, space)
 
@@ -267,6 +273,23 @@ async def list_spaces(
 async def get_space(space_id: str, context: Ctx) -> SpaceOut:
     """One space. Listening needs no account, so this needs no credentials."""
     return space_out(context, context.spaces.get(space_id))
+
+
+@router.patch(
+    "/spaces/{space_id}",
+    tags=["spaces"],
+    responses={401: PROBLEM, 403: PROBLEM, 404: PROBLEM, 422: PROBLEM},
+)
+async def change_space(
+    space_id: str, body: SpaceChange, user: CurrentUser, context: Ctx
+) -> SpaceOut:
+    """Change a space's settings (only what the body names). Only the host may."""
+    space = context.spaces.get(space_id)
+    if space.host_id != user.id:
+        raise Forbidden("only the host of a space may change it")
+    if body.in_feed is not None:
+        space = context.spaces.set_in_feed(space_id, body.in_feed)
+    return space_out(context, space)
 
 
 async def _transition(context: Context, space_id: str, action: Action, user: User) -> SpaceOut:

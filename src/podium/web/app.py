@@ -7,7 +7,19 @@ from starlette.middleware.cors import CORSMiddleware
 
 from podium import __version__
 from podium.origin import routes as origin_routes
-from podium.web import api, defence, fleet, openapi, ops, pages, problems, room, whip
+from podium.web import (
+    api,
+    archive,
+    defence,
+    feeds,
+    fleet,
+    openapi,
+    ops,
+    pages,
+    problems,
+    room,
+    whip,
+)
 from podium.web.context import Context
 from podium.web.joinpath import BeaconFastPath, JoinFastPath
 from podium.web.middleware import RequestGuard
@@ -36,10 +48,12 @@ def create_app(context: Context) -> FastAPI:
         api.router,
         whip.router,
         room.router,
+        archive.router,
         origin_routes.router,
         ops.router,
         defence.router,
         fleet.router,
+        feeds.router,
         pages.router,
     ]
     for router in routers:

@@ -43,6 +43,8 @@ async def your_spaces() -> HTMLResponse:
 <div class="schedule" id="schedule" hidden><label for="starts" class="sr-only">Start time</label>
 <input type="datetime-local" id="starts" name="starts"></div>
 </fieldset>
+<label class="radio"><input type="checkbox" name="in_feed" id="in-feed" checked>
+ In the podcast feeds (an episode once it ends)</label>
 <p class="form-error" id="form-error" role="alert" hidden></p>
 <button class="btn btn-primary" type="submit">{icon("plus")}Create space</button>
 </form></section>

@@ -26,6 +26,7 @@ from podium.control.lifecycle import Space, SpaceStatus
 from podium.errors import NotFound
 from podium.web import console
 from podium.web.context import Context, get_context
+from podium.web.feeds import feed_links
 from podium.web.roomstate import person_of_user
 from podium.web.shell import BADGES, PRIVATE_PAGE, assets, avatar, icon, layout, when
 from podium.web.spacepage import space_body
@@ -111,7 +112,7 @@ async def home(context: Ctx) -> HTMLResponse:
             "No replays yet: they appear here when a space ends.",
         )
     )
-    return layout("Live audio spaces", body, wide=True)
+    return layout("Live audio spaces", body, wide=True, feeds=feed_links(None))
 
 
 def _not_found() -> HTMLResponse:
@@ -140,7 +141,8 @@ async def space_page(space_id: str, context: Ctx) -> HTMLResponse:
         "hls": assets.url("vendor/hls.min.js"),
     }
     body = space_body(space, host, stage, context.settings.base_url)
-    return layout(space.title, body, script="js/space.js", data=data)
+    feeds = feed_links(host)
+    return layout(space.title, body, script="js/space.js", data=data, feeds=feeds)
 
 
 # -- accounts ----------------------------------------------------------------------------

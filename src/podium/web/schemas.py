@@ -101,6 +101,16 @@ class NewSpace(Request):
         strict=False,
         description="RFC 3339 time with a UTC offset, e.g. 2026-12-01T18:00:00Z.",
     )
+    in_feed: bool = Field(
+        default=True, description="Whether the space is an episode of the podcast feeds."
+    )
+
+
+class SpaceChange(Request):
+    in_feed: bool | None = Field(
+        default=None,
+        description="Let the space into the podcast feeds (true) or keep it out (false).",
+    )
 
 
 class HostOut(BaseModel):
@@ -139,6 +149,8 @@ class SpaceOut(BaseModel):
         "broadcast goes on, the recording stopped at the failure)."
     )
     recording_detail: str = Field(description="Why the recording is degraded, if it is.")
+    in_feed: bool = Field(description="Whether the space is an episode of the podcast feeds.")
+    feed_url: str = Field(description="The host's podcast feed (RSS 2.0, Podcasting 2.0).")
 
 
 class SpaceList(BaseModel):

@@ -183,9 +183,16 @@ def layout(
     cache: str = PUBLIC_PAGE,
     data: dict[str, Any] | None = None,
     wide: bool = False,
+    feeds: list[tuple[str, str]] | None = None,
 ) -> HTMLResponse:
-    """A whole page around ``body``; ``script`` is the module that drives it."""
+    """A whole page around ``body``; ``script`` is the module that drives it; ``feeds``
+    are the podcast feeds it links to, (title, URL)."""
     main_class = "wide" if wide else "narrow"
+    alternates = "".join(
+        f'<link rel="alternate" type="application/rss+xml" title="{escape(title)}"'
+        f' href="{escape(url)}">\n'
+        for title, url in feeds or []
+    )
     page = f"""<!doctype html>
 <html lang="en">
 <head>
@@ -196,7 +203,7 @@ def layout(
 <title>{escape(title)} · Podium</title>
 <link rel="icon" href="{assets.url("icon.svg")}" type="image/svg+xml">
 <link rel="stylesheet" href="{assets.url("podium.css")}">
-<script type="module" src="{assets.url(script)}"></script>
+{alternates}<script type="module" src="{assets.url(script)}"></script>
 </head>
 <body>
 {_SPRITE}

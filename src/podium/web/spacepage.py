@@ -69,8 +69,9 @@ start playing by itself.</p>
 {icon("calendar")}Remind me</a></div></div>"""
 
 
-def _replay(space: Space) -> str:
+def _replay(space: Space, base_url: str) -> str:
     replay = f"/hls/{escape(space.id)}/replay.m4a"
+    page = escape(f"{base_url}/s/{space.id}")
     return f"""<div class="view-body replay">
 <h3>The space has ended: play the replay</h3>
 <div class="replay-player">
@@ -90,6 +91,10 @@ def _replay(space: Space) -> str:
 <a class="btn btn-ghost btn-small" id="replay-download" href="{replay}" download>
 {icon("download")}Download</a></div>
 <p class="meta" id="replay-note"></p>
+<p class="meta verifiable">Unedited, verifiable: the recording is sealed and signed by
+this server (<a href="/hls/{escape(space.id)}/archive.json">its archive</a>). Check any copy
+of the replay with <code>podium verify {page}</code>, or a downloaded file with
+<code>podium verify FILE --archive</code> and the archive's address.</p>
 <audio id="replay-audio" preload="none"></audio>
 </div>"""
 
@@ -153,7 +158,7 @@ def _player(space: Space, base_url: str) -> str:
 </div>''',
         )
     }
-{view("ended", _replay(space))}
+{view("ended", _replay(space, base_url))}
 {
         view(
             "cancelled",

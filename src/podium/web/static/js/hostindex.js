@@ -51,7 +51,11 @@ async function create(event) {
   const error = $("#form-error");
   const button = $("button[type=submit]", form);
   const values = Object.fromEntries(new FormData(form));
-  const body = {title: values.title.trim(), description: values.description.trim()};
+  const body = {
+    title: values.title.trim(),
+    description: values.description.trim(),
+    in_feed: values.in_feed === "on",
+  };
   let message = "";
   if (!body.title) message = "Give your space a title.";
   if (values.when === "later") {

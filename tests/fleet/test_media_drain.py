@@ -32,7 +32,7 @@ from fleetnodes import (
 from harness import Server, make_account
 from media_signal import RATE, decode, has_tones, loud_spans, tone_wav
 from services import Redis
-from webapp.webapp_browser import WAIT_MS, host_on_stage, launch
+from webapp.webapp_browser import WAIT_MS, host_on_stage, launch, watch_publishing
 
 PODIUM = [sys.executable, "-m", "podium"]
 TONE_HZ = 440.0  # podium speak's
@@ -95,6 +95,7 @@ def test_draining_a_media_node_moves_its_live_space_with_no_gap(
         console, errors = host_on_stage(
             browser, fleet.web[0].url, host.handle, host.password, space_id
         )
+        publishing_notes = watch_publishing(console)
         eventually(lambda: len(speakers_on(fleet, drained, space_id)) == 2, within=30)
         base = len(manifest_parts(recording))
         eventually(lambda: len(manifest_parts(recording)) >= base + 16, within=30)
@@ -159,6 +160,7 @@ def test_draining_a_media_node_moves_its_live_space_with_no_gap(
             assert api.post(f"/api/v1/spaces/{later}/end").status_code == 200
         listener_err = listener.communicate(timeout=60)[1]  # it stops at the ENDLIST
         assert not errors, errors
+        publishing = publishing_notes()
     finally:
         browser.close()
         playwright.stop()
@@ -167,6 +169,7 @@ def test_draining_a_media_node_moves_its_live_space_with_no_gap(
         if listener is not None:
             listener.kill()
     print(f"drain command took {drained_in:.1f} s; both speakers were back after {back:.1f} s")
+    print("the page's speaker:", "; ".join(publishing))
 
     # The recording, on the node that went on: one program, part after part, sample after
     # sample, no gap; every part the drained node made is in it, byte for byte.
@@ -209,7 +212,7 @@ def test_draining_a_media_node_moves_its_live_space_with_no_gap(
         assert max(silences) < 2.0, spans
         # Each speaker was off the air only while publishing again, at the handover.
         # (0.2-1.2 s measured; a failover takes them 10 s.)
-        assert all(seconds < 2.5 for seconds in absent.values()), absent
+        assert all(seconds < 2.5 for seconds in absent.values()), (absent, publishing)
         assert has_tones(audio[spans[-1][1] - 2 * RATE : spans[-1][1] - RATE], both)
     assert "speak_reconnecting" in speaker_err, speaker_err[-2000:]
     for line in [*drained.stderr_lines, *other.stderr_lines]:

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from podium import clock
+from podium.errors import NotFound
 from podium.media.room import MAX_CATCH_UP_SECONDS, Room
 from podium.origin import feed
 from podium.pcm import SAMPLE_RATE
@@ -37,6 +38,11 @@ def test_a_program_handed_over_goes_on_with_no_gap(tmp_path: Path) -> None:
         await asyncio.sleep(1.0)
         asked_at = clock.now()
         room.hand_over()
+        # A speaker publishing now is sent on to where the space goes, not taken on here
+        # for the moment the room has left.
+        with pytest.raises(NotFound, match="moving to another server"):
+            await room.publish("late-speaker", "v=0\r\n")
+        assert "late-speaker" not in room.mixer.speakers
         await asyncio.wait_for(running, 5.0)
         assert room.handed_over_at == _parts(first)[-1].part.msn + 1
         # The other node copies the recording (here: a copy of the directory), a moment

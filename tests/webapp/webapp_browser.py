@@ -100,3 +100,35 @@ def host_on_stage(
     console.locator("#join-stage").click()
     expect(console.locator("#speaker-conn")).to_have_text("Connected", timeout=WAIT_MS)
     return console, errors
+
+
+def watch_publishing(page: Page) -> Callable[[], list[str]]:
+    """Start noting what the page's speaker goes through: each state the page shows
+    (``#speaker-conn``) and each WHIP request's answer, with the page's own clock (seconds
+    since watching began). Returns what reads the notes, for a test's failure message:
+    where the time a speaker was off the air went."""
+    page.evaluate(
+        """() => {
+          const began = performance.now();
+          const notes = window.podiumPublishing = [];
+          const seconds = () => ((performance.now() - began) / 1000).toFixed(2);
+          const note = (text) => notes.push(`${seconds()} ${text}`);
+          const shown = document.querySelector("#speaker-conn");
+          new MutationObserver(() => note(shown.textContent))
+            .observe(shown, {childList: true, characterData: true, subtree: true});
+          const fetched = window.fetch;
+          window.fetch = async (url, init = {}) => {
+            const whip = String(url).includes("/whip");
+            if (whip) note(`${init.method || "GET"} WHIP`);
+            try {
+              const answer = await fetched(url, init);
+              if (whip) note(`answered ${answer.status}`);
+              return answer;
+            } catch (error) {
+              if (whip) note(`failed: ${error}`);
+              throw error;
+            }
+          };
+        }"""
+    )
+    return lambda: list(page.evaluate("() => window.podiumPublishing"))

@@ -182,7 +182,14 @@ class Room:
     # -- speakers ------------------------------------------------------------------------
 
     async def publish(self, speaker_id: str, offer_sdp: str) -> Publication:
-        """Put a speaker on stage from a WHIP offer; returns the answer."""
+        """Put a speaker on stage from a WHIP offer; returns the answer.
+
+        A room being handed over is no longer a stage: a session begun now would end with
+        it, within a segment, and cost the speaker another round of publishing. "Not
+        found" sends the offer on to the node the space moves to (the web tier waits for
+        it, :meth:`~podium.web.mediapool.MediaPool.publish`)."""
+        if self._handing_over:
+            raise NotFound(f"space {self.space_id} is moving to another server")
         if speaker_id not in self.mixer.speakers:
             self.mixer.add_speaker(speaker_id)
             self.mixer.set_muted(speaker_id, self._muted.get(speaker_id, False))

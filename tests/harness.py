@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -69,11 +70,14 @@ def start_server(
     *args: str,
     env: dict[str, str] | None = None,
     cwd: Path | None = None,
+    wrap: Sequence[str] = (),
 ) -> Server:
-    """Start ``podium serve`` on port 0 and wait until it says where it listens."""
+    """Start ``podium serve`` on port 0 and wait until it says where it listens.
+
+    ``wrap`` goes before the command (e.g. ``ip netns exec NAME``: another network)."""
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("PODIUM_")}
     full_env.update(env or {})
-    command = [*PODIUM, "serve", "--data", str(data_dir), *args]
+    command = [*wrap, *PODIUM, "serve", "--data", str(data_dir), *args]
     if "--port" not in args:
         command += ["--port", "0"]
     process = subprocess.Popen(

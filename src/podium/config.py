@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import os
+import re
 import socket
 import tomllib
 from collections.abc import Mapping
@@ -128,6 +129,21 @@ class Settings:
     body_timeout_s: float = 10.0
     # The longest a room-state request with ?after=N is held waiting for a change.
     long_poll_s: float = 20.0
+    # STUN and TURN servers that speakers' clients reach the media through, from behind
+    # NAT or a firewall: comma-separated stun:, turn: and turns: URLs (RFC 7064, 7065),
+    # e.g. "stun:turn.example.net, turn:turn.example.net?transport=udp,
+    # turns:turn.example.net:443?transport=tcp". Advertised to WHIP clients as Link
+    # headers (RFC 9725) and used by the web page. TURN URLs need turn_secret.
+    ice_servers: str = ""
+    # The TURN server's shared secret (coturn: use-auth-secret, static-auth-secret; 32
+    # characters or more): each speaker is given TURN credentials of their own, made from
+    # it and valid for turn_credentials_ttl_s, never a fixed password.
+    turn_secret: Secret | None = dataclasses.field(default=None, repr=False)
+    turn_credentials_ttl_s: int = 24 * 3600
+    # For a machine behind 1:1 NAT (most cloud VMs), the public address the world reaches
+    # it at: offered to speakers' clients beside the machine's own addresses, with the
+    # same UDP ports. Empty: the machine's own addresses only.
+    public_address: str = ""
 
     @property
     def base_url(self) -> str:
@@ -156,6 +172,8 @@ class Settings:
 _FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
 _HINTS = get_type_hints(Settings)
 ENV_PREFIX = "PODIUM_"
+# Settings that are comma-separated lists: a TOML file may give an array instead.
+_LISTS = frozenset({"trusted_proxies", "ice_servers"})
 
 
 def load_settings(
@@ -185,6 +203,7 @@ def load_settings(
         values[name] = _coerce(name, raw, f"--{name.replace('_', '-')}")
     settings = Settings(**values)
     _check_proxies(settings.trusted_proxies)
+    _check_ice_servers(settings)
     _check_role(settings)
     return settings
 
@@ -208,6 +227,45 @@ def _check_role(settings: Settings) -> None:
         value = getattr(settings, name)
         if value and not value.startswith(("http://", "https://")):
             raise ConfigError(f"{name}: must be an http:// or https:// URL")
+
+
+# RFC 7064 (stun:, stuns:) and RFC 7065 (turn:, turns:) URIs: a host (a name, an IPv4
+# address or a bracketed IPv6 one), an optional port, and for TURN an optional transport.
+_ICE_URL = re.compile(
+    r"(?P<scheme>stuns?|turns?):(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(?::(?P<port>\d{1,5}))?"
+    r"(?:\?transport=(?P<transport>udp|tcp))?"
+)
+
+
+def ice_server_urls(text: str) -> list[str]:
+    """The URLs of an ``ice_servers`` setting, in order."""
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def _check_ice_servers(settings: Settings) -> None:
+    for url in ice_server_urls(settings.ice_servers):
+        match = _ICE_URL.fullmatch(url)
+        if match is None or (match["port"] and not 0 < int(match["port"]) < 65536):
+            raise ConfigError(
+                f"ice_servers: {url!r} is not a STUN or TURN URL "
+                "(stun:host[:port], turn:host[:port][?transport=udp|tcp], turns:...)"
+            )
+        if match["scheme"].startswith("stun") and match["transport"]:
+            raise ConfigError(f"ice_servers: {url!r}: a STUN URL has no transport")
+        if match["scheme"].startswith("turn") and settings.turn_secret is None:
+            raise ConfigError(
+                f"ice_servers: {url!r} is a TURN server: set turn_secret, the secret it "
+                "shares with Podium (coturn's static-auth-secret)"
+            )
+    if settings.public_address:
+        try:
+            ipaddress.ip_address(settings.public_address)
+        except ValueError as exc:
+            raise ConfigError(
+                f"public_address: {settings.public_address!r} is not an IP address"
+            ) from exc
+    if settings.turn_credentials_ttl_s < 60:
+        raise ConfigError("turn_credentials_ttl_s: at least 60 seconds")
 
 
 def _check_proxies(text: str) -> None:
@@ -259,11 +317,20 @@ def _coerce(name: str, raw: Any, source: str) -> Any:
             if raw not in choices:
                 raise ValueError(f"must be one of {', '.join(choices)}")
             return raw
+        if name in _LISTS and isinstance(raw, list) and all(isinstance(i, str) for i in raw):
+            return ", ".join(raw)  # a TOML array of them, as well as one string
         if not isinstance(raw, str):
             raise ValueError("not a string")
         return raw
     except ValueError as exc:
-        hidden = {"secret_key", "previous_secret_key", "database_url", "redis_url", "media_secret"}
+        hidden = {
+            "secret_key",
+            "previous_secret_key",
+            "database_url",
+            "redis_url",
+            "media_secret",
+            "turn_secret",
+        }
         shown = "(secret)" if name in hidden else repr(raw)
         raise ConfigError(f"{source}: invalid value {shown}: {exc}") from exc
 

@@ -215,6 +215,7 @@ def build(settings: Settings) -> tuple[FastAPI, Context, bool]:
             log_format=settings.log_format,
             log_level=settings.log_level,
             exported=lambda space_id: archive.replay_written(context, space_id),
+            public_address=settings.public_address,
         )
         media.node = media_node
     context = Context(

@@ -106,3 +106,43 @@ def test_a_web_or_media_node_needs_what_the_fleet_shares() -> None:
     assert load_settings(public, environ=FLEET).fleet_url == "https://podium.example"
     with pytest.raises(ConfigError, match="must be one of all, web, media"):
         load_settings({"role": "edge"}, environ={})
+
+
+def test_ice_servers_are_stun_and_turn_urls_and_turn_needs_its_secret(tmp_path: Path) -> None:
+    secret = "t" * 32
+    settings = load_settings(
+        {},
+        {
+            "PODIUM_ICE_SERVERS": "stun:stun.example.net, turn:[2001:db8::1]:3478?transport=tcp",
+            "PODIUM_TURN_SECRET": secret,
+        },
+    )
+    assert settings.ice_servers == "stun:stun.example.net, turn:[2001:db8::1]:3478?transport=tcp"
+    assert secret not in repr(settings)
+    config = tmp_path / "podium.toml"
+    config.write_text(
+        'ice_servers = ["stun:a.example.net", "turns:a.example.net:443?transport=tcp"]\n'
+        f'turn_secret = "{secret}"\n'
+    )
+    from_file = load_settings({}, {}, config)
+    assert from_file.ice_servers == "stun:a.example.net, turns:a.example.net:443?transport=tcp"
+    for bad, says in [
+        ("https://turn.example.net", "not a STUN or TURN URL"),
+        ("turn:turn.example.net:70000", "not a STUN or TURN URL"),
+        ("turn:turn.example.net?transport=sctp", "not a STUN or TURN URL"),
+        ("stun:stun.example.net?transport=tcp", "a STUN URL has no transport"),
+    ]:
+        with pytest.raises(ConfigError, match=says):
+            load_settings({}, {"PODIUM_ICE_SERVERS": bad, "PODIUM_TURN_SECRET": secret})
+    with pytest.raises(ConfigError, match="set turn_secret"):
+        load_settings({}, {"PODIUM_ICE_SERVERS": "turn:turn.example.net"})
+    with pytest.raises(ConfigError, match="PODIUM_TURN_SECRET: invalid value \\(secret\\)"):
+        load_settings({}, {"PODIUM_TURN_SECRET": "short"})
+    with pytest.raises(ConfigError, match="turn_credentials_ttl_s"):
+        load_settings({}, {"PODIUM_TURN_CREDENTIALS_TTL_S": "10"})
+
+
+def test_the_public_address_is_an_ip_address() -> None:
+    assert load_settings({}, {"PODIUM_PUBLIC_ADDRESS": "203.0.113.7"}).public_address
+    with pytest.raises(ConfigError, match="public_address"):
+        load_settings({}, {"PODIUM_PUBLIC_ADDRESS": "vm.example.net"})

@@ -24,17 +24,18 @@ import atheris
 
 with atheris.instrument_imports(include=["podium"]):
     from podium import clock, server
-    from podium.clients import hls, httpwire
+    from podium.clients import hls, httpwire, links
     from podium.config import Secret, Settings
     from podium.control import invites, proofofwork, tickets
     from podium.control.lifecycle import Action as SpaceAction
     from podium.errors import InvalidInput, Unauthenticated
-    from podium.ingest import sdp
+    from podium.ingest import sdp, whip
     from podium.record import archive
     from podium.segment import Cadence, Part, Timeline
     from podium.segment.blocking import Action, decide_query
     from podium.web.joinpath import JOIN_PATH, JoinFastPath
 
+from aiortc import RTCIceServer
 from aiortc.sdp import SessionDescription  # not instrumented: not ours
 
 KEY = b"k" * 32
@@ -394,7 +395,30 @@ def archive_document(data: bytes) -> None:
         archive.part_audio(data)
 
 
+def ice_server_links(data: bytes) -> None:
+    """``Link`` headers a WHIP server sent: read without an exception whatever they
+    hold; and servers written as links (any username and credential) read back as they
+    were, also after whatever came before."""
+    provider = atheris.FuzzedDataProvider(data)
+    username = provider.ConsumeUnicodeNoSurrogates(40)
+    credential = provider.ConsumeUnicodeNoSurrogates(40)
+    rest = provider.ConsumeUnicodeNoSurrogates(200)
+    links.ice_servers_from_links([rest])
+    servers = [
+        RTCIceServer(urls="stun:stun.example.net"),
+        RTCIceServer(
+            urls="turn:turn.example.net:3478?transport=tcp",
+            username=username,
+            credential=credential,
+        ),
+    ]
+    written = whip.ice_server_links(servers)
+    assert links.ice_servers_from_links(written) == servers, written
+    assert links.ice_servers_from_links([", ".join(written)]) == servers, written
+
+
 TARGETS: dict[str, Callable[[bytes], None]] = {
+    "ice_server_links": ice_server_links,
     "join": join,
     "sdp_offer": sdp_offer,
     "sdp_fragment": sdp_fragment,

@@ -259,3 +259,29 @@ def test_ice_server_link_headers() -> None:
     assert etag_matches('"a", "b"', '"b"')
     assert etag_matches("*", '"b"')
     assert not etag_matches('W/"b"', '"b"')
+
+
+def test_an_announced_address_is_offered_beside_each_host_candidate() -> None:
+    from podium.ingest.sdp import announce_address
+
+    answer = (
+        "v=0\r\nm=audio 40000 UDP/TLS/RTP/SAVPF 96\r\nc=IN IP4 10.0.0.2\r\n"
+        "a=candidate:f957a2332b1715da3b0ef8ba684454eb 1 udp 2130706431 10.0.0.2 40000 typ host\r\n"
+        "a=candidate:d0bcf3d9 1 udp 2130706431 fd00::2 40001 typ host\r\n"
+        "a=candidate:aa 1 udp 1694498815 198.51.100.1 40002 typ srflx"
+        " raddr 10.0.0.2 rport 40000\r\n"
+        "a=end-of-candidates\r\n"
+    )
+    announced = announce_address(answer, "203.0.113.5")
+    candidates = [line for line in announced.split("\r\n") if line.startswith("a=candidate:")]
+    assert [c.split()[4:6] for c in candidates] == [
+        ["203.0.113.5", "40000"],  # first, the same port
+        ["10.0.0.2", "40000"],  # the private one stays
+        ["fd00::2", "40001"],  # another family: as it was
+        ["198.51.100.1", "40002"],
+    ]
+    foundation = candidates[0].split()[0].removeprefix("a=candidate:")
+    assert len(foundation) <= 32
+    assert foundation != "f957a2332b1715da3b0ef8ba684454eb"
+    assert candidates[0].split()[1:4] == candidates[1].split()[1:4]
+    assert "c=IN IP4 203.0.113.5" in announced

@@ -36,6 +36,7 @@ from aiortc import (
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from podium import __version__
+from podium.clients.links import ice_servers_from_links
 from podium.errors import ClientError
 from podium.pcm import SAMPLE_RATE, TICK_SAMPLES, PcmFrame
 
@@ -254,7 +255,7 @@ async def speak(
     seconds: float | None,
     on_heard: HeardCallback | None = None,
     connect_timeout: float = 15.0,
-    ice_servers: Sequence[RTCIceServer] = (),
+    ice_servers: Sequence[RTCIceServer] | None = None,
     reconnect: bool = False,
 ) -> SpeakReport:
     """Publish ``source`` to the WHIP endpoint ``whip_url`` for ``seconds`` (or until it ends).
@@ -263,6 +264,10 @@ async def speak(
     With ``on_heard`` the offer is ``sendrecv`` and every frame the server sends back is
     passed to it (on the event loop; it must not block). The session is always DELETEd
     and the connection closed, also on cancellation; ``source`` is closed too.
+
+    ``ice_servers`` (STUN and TURN) are the WHIP server's own unless given: asked for
+    before each session (``OPTIONS`` on ``whip_url``, its ``Link`` headers), so that TURN
+    credentials are fresh. aiortc uses the first STUN and the first TURN server only.
 
     With ``reconnect``, a session that is lost (the connection fails, or the server's RTCP
     receiver reports stop for :data:`SILENT_S`) or cannot be set up because the server is
@@ -365,8 +370,10 @@ class _Session:
         return end - self._connected_at
 
     async def run(
-        self, whip_url: str, connect_timeout: float, ice_servers: Sequence[RTCIceServer]
+        self, whip_url: str, connect_timeout: float, ice_servers: Sequence[RTCIceServer] | None
     ) -> str:
+        if ice_servers is None:
+            ice_servers = await _advertised_ice_servers(self._http, whip_url)
         pc = RTCPeerConnection(RTCConfiguration(iceServers=list(ice_servers)))
         tasks: set[asyncio.Task[None]] = set()
         resource_url: str | None = None
@@ -447,6 +454,19 @@ async def _watch_reports(sender: RTCRtpSender, lost: asyncio.Event) -> None:
         elif seen_at is not None and loop.time() - seen_at > SILENT_S:
             lost.set()
             return
+
+
+async def _advertised_ice_servers(http: httpx.AsyncClient, whip_url: str) -> list[RTCIceServer]:
+    """The STUN and TURN servers the WHIP endpoint advertises before an offer (its
+    ``Link`` headers on ``OPTIONS``). One that advertises none, or refuses (the POST
+    will say why), leaves the connection direct."""
+    try:
+        response = await http.options(whip_url)
+    except httpx.HTTPError as exc:
+        raise ClientError(f"cannot reach the WHIP endpoint {whip_url}: {exc}") from exc
+    if not response.is_success:
+        return []
+    return ice_servers_from_links(response.headers.get_list("link"))
 
 
 async def _post_offer(http: httpx.AsyncClient, whip_url: str, offer: str) -> tuple[str, str]:

@@ -19,6 +19,9 @@ cannot accept; the content-type check (415) belongs to the web shell.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import ipaddress
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -438,3 +441,39 @@ _ATTRIBUTE_CHECKS: dict[str, Callable[[int, str, str], None]] = {
     "ice-pwd": _check_ice_chars,
     "candidate": lambda number, _name, value: _check_candidate(number, value),
 }
+
+
+def announce_address(answer: str, address: str) -> str:
+    """``answer`` with each of its host candidates offered at ``address`` too: for a
+    server behind 1:1 NAT (a cloud VM), where the world reaches its private address and
+    port at a public address and the same port.
+
+    The announced candidate comes first, with the priority of the one it stands for; the
+    private one stays (a TURN server or a speaker inside the same network reaches that).
+    Candidates of the other address family, and the ``c=`` line's default address when it
+    is not a host candidate's, are left as they are.
+    """
+    announced = ipaddress.ip_address(address)
+    lines = answer.split("\r\n")
+    out: list[str] = []
+    private: set[str] = set()
+    for line in lines:
+        if line.startswith("a=candidate:"):
+            bits = line[len("a=candidate:") :].split()
+            if len(bits) >= 8 and bits[6] == "typ" and bits[7] == "host":
+                with contextlib.suppress(ValueError):
+                    own = ipaddress.ip_address(bits[4])
+                    if own.version == announced.version and own != announced:
+                        # A foundation of its own (RFC 8445 5.1.1.3: it differs by address).
+                        foundation = hashlib.sha256(f"{bits[0]} {address}".encode()).hexdigest()
+                        copy = [foundation[:32], *bits[1:4], str(announced), *bits[5:]]
+                        out.append("a=candidate:" + " ".join(copy))
+                        private.add(bits[4])
+        out.append(line)
+    ip = "IP4" if announced.version == 4 else "IP6"
+    return "\r\n".join(
+        f"c=IN {ip} {announced}"
+        if line.startswith("c=IN ") and line.split()[-1] in private
+        else line
+        for line in out
+    )

@@ -41,7 +41,7 @@ from aiortc.sdp import candidate_from_sdp
 from podium.errors import Conflict, InvalidInput, NotFound
 from podium.ingest.outbound import DEFAULT_CAPACITY, MixMinusTrack, OutboundBuffer
 from podium.ingest.pcm import FrameConverter
-from podium.ingest.sdp import SdpFragment, parse_fragment, validate_offer
+from podium.ingest.sdp import SdpFragment, announce_address, parse_fragment, validate_offer
 from podium.pcm import TICK_SAMPLES, PcmFrame
 
 log = logging.getLogger("podium.ingest")
@@ -173,7 +173,9 @@ class Stage:
     long a connected one may go without audio. ``ice_servers`` configures the server's own
     gathering (none by default: a server with public addresses needs no STUN, and aiortc's
     own default would query Google's STUN server); the web shell may advertise servers to
-    clients with :func:`ice_server_links`.
+    clients with :func:`ice_server_links`. ``announced_address`` (a server behind 1:1 NAT:
+    its public address) is offered in each answer beside the server's own addresses
+    (:func:`~podium.ingest.sdp.announce_address`).
     """
 
     def __init__(
@@ -186,6 +188,7 @@ class Stage:
         ice_servers: Sequence[RTCIceServer] = (),
         outbound_capacity: int = DEFAULT_CAPACITY,
         on_ended: Callable[[SessionEnded], None] | None = None,
+        announced_address: str = "",
     ) -> None:
         self._on_audio = on_audio
         self._on_ended = on_ended
@@ -193,6 +196,7 @@ class Stage:
         self.ice_timeout = ice_timeout
         self.media_timeout = media_timeout
         self.ice_servers = tuple(ice_servers)
+        self.announced_address = announced_address
         self._outbound_capacity = outbound_capacity
         self._by_resource: dict[str, _Session] = {}
         self._by_speaker: dict[str, _Session] = {}
@@ -261,7 +265,11 @@ class Stage:
         return Publication(
             resource_id=session.resource_id,
             speaker_id=speaker_id,
-            answer_sdp=answer.sdp,
+            answer_sdp=(
+                announce_address(answer.sdp, self.announced_address)
+                if self.announced_address
+                else answer.sdp
+            ),
             etag=session.etag,
             replaced=previous.resource_id if previous is not None else None,
         )

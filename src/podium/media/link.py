@@ -66,6 +66,7 @@ class MediaLink:
         log_format: str = "json",
         log_level: str = "info",
         exported: Callable[[str], None] | None = None,
+        public_address: str = "",
     ) -> None:
         self.socket = runtime_dir / "media.sock"
         self.recordings = recordings
@@ -74,6 +75,8 @@ class MediaLink:
         # Told of each space whose replay file the worker wrote (its id).
         self._exported = exported
         self._log_args = ["--log-format", log_format, "--log-level", log_level]
+        if public_address:
+            self._log_args += ["--announce", public_address]
         self._process: asyncio.subprocess.Process | None = None
         self._client: httpx.AsyncClient | None = None
         self._ready = asyncio.Event()

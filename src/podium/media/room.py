@@ -62,12 +62,20 @@ class Room:
     """The pipeline of one live space. Create it, then run :meth:`run` as a task."""
 
     def __init__(
-        self, space_id: str, directory: Path, publish: Publish, *, seamless: bool = False
+        self,
+        space_id: str,
+        directory: Path,
+        publish: Publish,
+        *,
+        seamless: bool = False,
+        announced_address: str = "",
     ) -> None:
         self.space_id = space_id
         self.directory = directory
         self._publish = publish
-        self.stage = Stage(self._on_audio, on_ended=self._on_ended)
+        self.stage = Stage(
+            self._on_audio, on_ended=self._on_ended, announced_address=announced_address
+        )
         self.encoder = AacEncoder(SAMPLE_RATE, CHANNELS, BITRATE)
         self.recorder = Recorder(directory)
         self._writer = ThreadPoolExecutor(1, thread_name_prefix=f"record-{space_id}")

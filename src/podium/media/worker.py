@@ -57,8 +57,10 @@ MEDIA_NICENESS = -10
 
 
 class Worker:
-    def __init__(self, recordings: Path) -> None:
+    def __init__(self, recordings: Path, *, announced_address: str = "") -> None:
         self.recordings = recordings
+        # Offered to speakers beside the machine's own addresses (1:1 NAT).
+        self.announced_address = announced_address
         self.rooms: dict[str, Room] = {}
         self._runs: dict[str, asyncio.Task[None]] = {}
         self._ended: dict[str, asyncio.Event] = {}
@@ -85,7 +87,13 @@ class Worker:
         if space_id in self.rooms:
             return
         directory = self.recordings / space_id
-        room = Room(space_id, directory, self.publish, seamless=seamless)
+        room = Room(
+            space_id,
+            directory,
+            self.publish,
+            seamless=seamless,
+            announced_address=self.announced_address,
+        )
         self.rooms[space_id] = room
         self._ended[space_id] = asyncio.Event()
         self._runs[space_id] = asyncio.create_task(self._run(space_id, room))
@@ -297,13 +305,14 @@ def main() -> None:
     parser.add_argument("--parent", type=int, required=True)
     parser.add_argument("--log-format", default="json")
     parser.add_argument("--log-level", default="info")
+    parser.add_argument("--announce", default="", help="public address behind 1:1 NAT")
     args = parser.parse_args()
     _die_with_parent()
     if os.getppid() != args.parent:
         return  # the parent died before we could ask to die with it
     logs.configure(args.log_format, args.log_level)
     niceness = _raise_priority()
-    worker = Worker(args.recordings)
+    worker = Worker(args.recordings, announced_address=args.announce)
     args.socket.unlink(missing_ok=True)
     config = uvicorn.Config(
         create_app(worker),

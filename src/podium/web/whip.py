@@ -18,6 +18,7 @@ from podium import clock
 from podium.control import tickets
 from podium.control.lifecycle import SpaceStatus
 from podium.errors import Conflict, Forbidden, InvalidInput, PodiumError, Unauthenticated
+from podium.web import ice
 from podium.web.auth import current_user
 from podium.web.context import Context, get_context, verifying_keys
 from podium.web.problems import problem
@@ -114,7 +115,7 @@ async def publish(space_id: str, request: Request, context: Ctx) -> Response:
     if muted:
         await context.media.set_muted(space_id, person, True)
     location = f"/api/v1/spaces/{space_id}/whip/{publication.resource_id}"
-    return Response(
+    response = Response(
         publication.answer_sdp,
         status_code=201,
         media_type=SDP,
@@ -125,6 +126,35 @@ async def publish(space_id: str, request: Request, context: Ctx) -> Response:
             "Cache-Control": "no-store",
         },
     )
+    _advertise_ice_servers(response, context, person)
+    return response
+
+
+@router.options(
+    "/{space_id}/whip",
+    status_code=204,
+    responses={401: _PROBLEM, 403: _PROBLEM, 409: _PROBLEM},
+    openapi_extra={"security": _SECURITY},
+)
+async def ice_servers(space_id: str, request: Request, context: Ctx) -> Response:
+    """The STUN and TURN servers to publish through, before the offer: one
+    ``Link: <url>; rel="ice-server"`` header each, TURN ones with credentials for this
+    speaker alone (``username``, ``credential``, ``credential-type="password"``).
+
+    RFC 9725 gives them with the ``201`` answer too; asked for first (as WHIP's drafts
+    had it), the client's one offer already holds the relay's candidates. Only someone
+    who may publish now is given TURN credentials.
+    """
+    person = await _speaker(request, context, space_id)
+    _may_speak(context, space_id, person)
+    response = Response(status_code=204, headers={"Accept-Post": SDP, "Cache-Control": "no-store"})
+    _advertise_ice_servers(response, context, person)
+    return response
+
+
+def _advertise_ice_servers(response: Response, context: Context, person: str) -> None:
+    for link in ice.links_for(context.settings, person, clock.now()):
+        response.headers.append("Link", link)
 
 
 @router.delete(

@@ -37,6 +37,32 @@ export function showMuted(speaker, muted) {
   button.lastChild.textContent = muted ? "Unmute" : "Mute";
 }
 
+/**
+ * RFC 9725 section 4.6: ICE servers from a `Link` header (its values joined by commas, as
+ * fetch gives them): `<turn:host?transport=tcp>; rel="ice-server"; username="u";
+ * credential="c"; credential-type="password"`, as RTCIceServer dictionaries.
+ */
+export function iceServersFromLinks(header) {
+  const servers = [];
+  // A value: <URL> then parameters, each name=token or name="quoted \" string".
+  const value = /\s*<([^>]*)>((?:\s*;\s*[\w-]+\s*(?:=\s*(?:"(?:[^"\\]|\\.)*"|[^;,\s]*))?)*)\s*(?:,|$)/gy;
+  const param = /\s*;\s*([\w-]+)\s*(?:=\s*(?:"((?:[^"\\]|\\.)*)"|([^;,\s]*)))?/g;
+  let match;
+  while (value.lastIndex < header.length && (match = value.exec(header)) !== null) {
+    const params = {};
+    for (const [, name, quoted, token] of match[2].matchAll(param)) {
+      params[name.toLowerCase()] = quoted !== undefined ? quoted.replace(/\\(.)/g, "$1") : token;
+    }
+    if (params.rel?.toLowerCase().split(/\s+/).includes("ice-server")) {
+      const server = {urls: match[1]};
+      if (params.username !== undefined) server.username = params.username;
+      if (params.credential !== undefined) server.credential = params.credential;
+      servers.push(server);
+    }
+  }
+  return servers;
+}
+
 export class MicError extends Error {}
 
 export function explainMicError(error) {
@@ -90,9 +116,23 @@ export class Speaker {
     await this.#connect();
   }
 
+  /** The STUN and TURN servers to publish through (TURN credentials are this speaker's
+   * and short-lived): asked for before each offer, so that it holds the relay's
+   * candidates. A server that gives none, or cannot say, leaves direct connections. */
+  async #iceServers() {
+    try {
+      const answer = await fetch(this.whipUrl, {method: "OPTIONS", headers: this.#headers(),
+        credentials: "same-origin"});
+      return answer.ok ? iceServersFromLinks(answer.headers.get("Link") || "") : [];
+    } catch {
+      return [];
+    }
+  }
+
   /** One WHIP session for the microphone already taken. */
   async #connect() {
-    const pc = new RTCPeerConnection({bundlePolicy: "max-bundle"});
+    const iceServers = await this.#iceServers();
+    const pc = new RTCPeerConnection({bundlePolicy: "max-bundle", iceServers});
     this.pc = pc;
     const track = this.stream.getAudioTracks()[0];
     this.sender = pc.addTransceiver(track, {direction: "sendrecv", streams: [this.stream]}).sender;

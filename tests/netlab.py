@@ -82,6 +82,22 @@ class NatNetwork:
         if blocked:
             _in(self.router, "iptables", "-A", "FORWARD", "-p", "udp", "-j", "DROP")
 
+    def lose(self, probability: float) -> None:
+        """Lose this share of the speaker's UDP packets on the way out, at random (and
+        none once it is 0). iptables' statistic match: this kernel may have no netem."""
+        _in(self.router, "iptables", "-F", "FORWARD")
+        if probability > 0:
+            _in(self.router, "iptables", "-A", "FORWARD", "-i", "lan0", "-p", "udp", "-m",
+                "statistic", "--mode", "random", "--probability", f"{probability:.4f}",
+                "-j", "DROP")  # fmt: skip
+
+    def cut(self, cut: bool) -> None:
+        """Cut the speaker's link (nothing passes, either way), or mend it."""
+        if cut:
+            _in(self.router, "iptables", "-I", "FORWARD", "1", "-j", "DROP")
+        else:
+            _in(self.router, "iptables", "-D", "FORWARD", "-j", "DROP")
+
     def command(self, *command: str) -> list[str]:
         """``command`` as run in the speaker's namespace."""
         return ["ip", "netns", "exec", self.speaker, *command]

@@ -23,26 +23,13 @@ import pytest
 
 from harness import Server, make_account, start_server
 from media_signal import FIXTURES, RATE, Signal, best_alignment, decode, envelope, load_wav
-from netlab import SERVER_IP, NatNetwork, can_make_namespaces
+from netlab import SERVER_IP, NatNetwork
 
 PODIUM = [sys.executable, "-m", "podium"]
 SPEECH = FIXTURES / "speech-01.wav"
 FRAME = RATE // 50  # 20 ms, one Opus packet
 CHUNK = RATE  # speech compared a second at a time
 SEARCH = RATE // 2  # each second looked for this far either side of where it was due
-
-pytestmark = pytest.mark.skipif(
-    (why := can_make_namespaces()) is not None, reason=why or "namespaces can be made"
-)
-
-
-@pytest.fixture(scope="module")
-def network() -> Iterator[NatNetwork]:
-    made = NatNetwork(block_udp=False)
-    try:
-        yield made
-    finally:
-        made.close()
 
 
 @pytest.fixture(scope="module")

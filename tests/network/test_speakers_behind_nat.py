@@ -35,7 +35,6 @@ from netlab import (
     Coturn,
     NatNetwork,
     OneToOneNat,
-    can_make_namespaces,
 )
 from services import free_port
 from webapp.webapp_browser import CHROMIUM, host_on_stage
@@ -45,19 +44,6 @@ SECRET = "turn-shared-secret-for-the-tests-0123456789"
 TONE_HZ = 440.0
 PAGE_TONE_HZ = 1000.0  # the page's fake microphone
 SPOKEN_S = 6.0
-
-pytestmark = pytest.mark.skipif(
-    (why := can_make_namespaces()) is not None, reason=why or "namespaces can be made"
-)
-
-
-@pytest.fixture(scope="module")
-def network() -> Iterator[NatNetwork]:
-    made = NatNetwork(block_udp=False)
-    try:
-        yield made
-    finally:
-        made.close()
 
 
 @pytest.fixture(scope="module")

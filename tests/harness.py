@@ -30,6 +30,25 @@ SHARED_SERVER_ENV = {
 }
 
 
+# Below this share of all cores left idle, a real-time client's stall says the machine
+# had no core to spare (every process waiting on another's CPU), not that what it plays
+# failed it: timed checks of stalls are made only above it.
+MACHINE_IDLE_MIN = 0.05
+
+
+def cpu_times() -> tuple[int, int]:
+    """(idle, total) jiffies of all cores, from /proc/stat."""
+    with open("/proc/stat") as stat:
+        fields = [int(value) for value in stat.readline().split()[1:]]
+    return fields[3] + fields[4], sum(fields[:8])  # idle + iowait; without guest time
+
+
+def idle_since(before: tuple[int, int]) -> float:
+    """The share of all cores' time left idle since ``before`` (from :func:`cpu_times`)."""
+    idle, total = cpu_times()
+    return (idle - before[0]) / max(1, total - before[1])
+
+
 @dataclass
 class Server:
     url: str

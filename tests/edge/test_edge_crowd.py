@@ -28,17 +28,16 @@ from edges import (
     start_varnish,
 )
 
-from harness import Server
+from harness import MACHINE_IDLE_MIN, Server, cpu_times
 from podium.clients.crowd import CrowdReport, run_crowd
 
 SECONDS = 8.0
 # A third of the 768 ms a listener holds back: later than this, the generator's timing
 # cannot tell a stall of the edge from one of its own.
 GENERATOR_LAG_LIMIT_S = 0.25
-# The share of the machine's CPU time left idle while a crowd ran, below which the whole
+# Below MACHINE_IDLE_MIN of the machine's CPU time left idle while a crowd ran, the whole
 # machine (origin, edges and crowd on the same cores) was full: stalls then say as little
 # about the edges as those of a late generator do.
-MACHINE_IDLE_MIN = 0.05
 PARTS_PER_SEGMENT = 8
 # Listeners who join at once all read the plain live playlist; an edge may ask the origin
 # for it more than once while they arrive (nginx does not hold requests for an expired
@@ -64,13 +63,6 @@ class Measured:
     machine_idle: float  # the share of all cores' time left idle meanwhile
 
 
-def _cpu_times() -> tuple[int, int]:
-    """(idle, total) jiffies of all cores, from /proc/stat."""
-    with open("/proc/stat") as stat:
-        fields = [int(value) for value in stat.readline().split()[1:]]
-    return fields[3] + fields[4], sum(fields[:8])  # idle + iowait; without guest time
-
-
 def _part_number(hint: tuple[int, int]) -> int:
     return hint[0] * PARTS_PER_SEGMENT + hint[1]
 
@@ -80,13 +72,13 @@ def _crowd(origin: Server, edges: list[Edge], playlist: str, listeners: int) -> 
     before = live_hint(edges[0].url + playlist)
     parts, playlists = origin_requests(origin, PARTS_ROUTE), origin_requests(origin, PLAYLIST_ROUTE)
     cpu = cpu_seconds(origin.process.pid)
-    idle, total = _cpu_times()
+    idle, total = cpu_times()
     # On uvloop, as ``podium load`` runs: the crowd's CPU is mostly the event loop's.
     report = uvloop.run(
         run_crowd([edge.url for edge in edges], playlist, listeners, SECONDS, ramp_s=1.0)
     )
     cpu = cpu_seconds(origin.process.pid) - cpu
-    idle_after, total_after = _cpu_times()
+    idle_after, total_after = cpu_times()
     after = live_hint(edges[0].url + playlist)
     return Measured(
         report,

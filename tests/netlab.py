@@ -21,11 +21,16 @@ import tempfile
 import time
 from pathlib import Path
 
+import httpx
+import numpy as np
+import numpy.typing as npt
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from harness import Server
+from media_signal import decode
 from services import terminate
 
 SERVER_IP = "10.231.2.1"
@@ -293,3 +298,15 @@ class Coturn:
     def close(self) -> None:
         terminate(self.process)
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+def end_and_replay(server: Server, space_id: str, token: str) -> npt.NDArray[np.float64]:
+    """End the space (as its host, ``token``) and decode its replay once it is there."""
+    with server.client(token) as api:
+        assert api.post(f"/api/v1/spaces/{space_id}/end").status_code == 200
+    replay = f"{server.url}/hls/{space_id}/replay.m4a"
+    deadline = time.monotonic() + 30
+    while httpx.get(replay, timeout=10).status_code != 200:
+        assert time.monotonic() < deadline, "no replay"
+        time.sleep(0.3)
+    return decode(replay)

@@ -17,13 +17,12 @@ import sys
 import time
 from collections.abc import Iterator
 
-import httpx
 import numpy as np
 import pytest
 
 from harness import Server, make_account, start_server
-from media_signal import FIXTURES, RATE, Signal, best_alignment, decode, envelope, load_wav
-from netlab import SERVER_IP, NatNetwork
+from media_signal import FIXTURES, RATE, Signal, best_alignment, envelope, load_wav
+from netlab import SERVER_IP, NatNetwork, end_and_replay
 
 PODIUM = [sys.executable, "-m", "podium"]
 SPEECH = FIXTURES / "speech-01.wav"
@@ -63,17 +62,6 @@ def _speak(network: NatNetwork, server: Server, space_id: str, token: str, *sour
         check=False,
     )
     assert spoken.returncode == 0, spoken.stderr[-3000:]
-
-
-def _replay(server: Server, space_id: str, token: str) -> Signal:
-    with server.client(token) as api:
-        assert api.post(f"/api/v1/spaces/{space_id}/end").status_code == 200
-    replay = f"{server.url}/hls/{space_id}/replay.m4a"
-    deadline = time.monotonic() + 30
-    while httpx.get(replay, timeout=10).status_code != 200:
-        assert time.monotonic() < deadline, "no replay"
-        time.sleep(0.3)
-    return decode(replay)
 
 
 def _longest_dropout(program: Signal, speech: Signal) -> float:
@@ -127,7 +115,7 @@ def test_speech_survives_lost_packets(network: NatNetwork, server: Server) -> No
         finally:
             network.lose(0)
         time.sleep(1.5)  # what the room's jitter buffer still holds goes on the air
-        program = _replay(server, space_id, token)
+        program = end_and_replay(server, space_id, token)
         measured[loss] = _measure(program, speech)
     print({f"{loss:.0%}": f"r={r:.3f}, dropout {d:.2f} s" for loss, (r, d) in measured.items()})
     clean, _ = measured[0.0]
@@ -182,7 +170,7 @@ def test_a_speaker_whose_link_is_cut_comes_back_by_itself(
             network.cut(False)
         speaker.terminate()
         _, speaker_err = speaker.communicate(timeout=30)
-    program = _replay(server, space_id, token)
+    program = end_and_replay(server, space_id, token)
     runs = _tone_runs(program, 440.0)
     assert len(runs) >= 2, runs
     longest_off = max(b[0] - a[1] for a, b in itertools.pairwise(runs))

@@ -27,7 +27,7 @@ from aiortc import RTCPeerConnection
 from playwright.sync_api import sync_playwright
 
 from harness import Account, Server, make_account, start_server
-from media_signal import RATE, decode, has_tones, loud_spans, tone_wav
+from media_signal import RATE, has_tones, loud_spans, tone_wav
 from netlab import (
     PRIVATE_IP,
     PUBLIC_IP,
@@ -35,6 +35,7 @@ from netlab import (
     Coturn,
     NatNetwork,
     OneToOneNat,
+    end_and_replay,
 )
 from services import free_port
 from webapp.webapp_browser import CHROMIUM, host_on_stage
@@ -93,14 +94,7 @@ def _speak_from(
 
 def _heard_seconds(server: Server, space_id: str, token: str, hz: float = TONE_HZ) -> float:
     """End the space; how long the tone ``hz`` is on the air in its replay."""
-    with server.client(token) as api:
-        assert api.post(f"/api/v1/spaces/{space_id}/end").status_code == 200
-    replay = f"{server.url}/hls/{space_id}/replay.m4a"
-    deadline = time.monotonic() + 30
-    while httpx.get(replay, timeout=10).status_code != 200:
-        assert time.monotonic() < deadline, "no replay"
-        time.sleep(0.3)
-    audio = decode(replay)
+    audio = end_and_replay(server, space_id, token)
     heard = 0
     for start, end in loud_spans(audio):
         if end - start >= RATE and has_tones(audio[start : start + RATE], (hz,)):
